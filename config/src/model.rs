@@ -1,0 +1,363 @@
+//! The validated, typed configuration. Everything here has been checked: references resolve,
+//! durations and rates are parsed, header names are valid, secrets are interpolated. Runtime
+//! code never has to re-validate a field.
+//!
+//! Keys, defaults and examples: docs/configuration.md.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+
+pub use crate::units::Rate;
+
+/// One complete configuration snapshot. Reload swaps a whole new one in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub source: PathBuf,
+    pub server: Server,
+    pub admin: Admin,
+    /// Keyed by upstream name.
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// In file order; the router picks the longest prefix, not the first.
+    pub routes: Vec<Route>,
+    pub jwt: Option<Jwt>,
+    /// Keyed by policy name; `default` applies to routes that name none.
+    pub rate_limits: BTreeMap<String, RatePolicy>,
+    pub rate_limit_store: RateLimitStore,
+    pub security_headers: SecurityHeaders,
+    pub cors: Option<Cors>,
+    pub suspicious: Suspicious,
+}
+
+// === [server] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<SocketAddr>,
+    /// Both set exactly when `tls_listen` is non-empty.
+    pub tls: Option<TlsFiles>,
+    pub https_redirect: bool,
+    pub https_port: u16,
+    /// Lower-cased host names without port; empty accepts any Host. `hosts[0]` is canonical.
+    pub hosts: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub grace_period: Duration,
+    pub threads: usize,
+    /// Largest request header section (request line + headers) accepted; larger gets 431.
+    pub max_request_header_bytes: usize,
+    /// Most request header fields accepted; more gets 431.
+    pub max_request_headers: usize,
+    /// Deadline for receiving a request's whole header section (slowloris defence).
+    pub request_header_timeout: Duration,
+    /// Route matching ignores case unless this is true (Express ignores case by default).
+    pub case_sensitive_routing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+// === [admin] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+// === [upstreams.NAME] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub name: String,
+    pub peers: Vec<Peer>,
+    pub tls: bool,
+    /// Server name sent in TLS and checked against the certificate.
+    pub sni: String,
+    /// Verify the upstream certificate (default true; false only for test rigs).
+    pub tls_verify: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Set on every upstream request, replacing whatever the client sent.
+    pub request_headers: Vec<(HeaderName, HeaderValue)>,
+    pub health_check: Option<HealthCheck>,
+    pub retry: Option<RetryPolicy>,
+    pub circuit_breaker: Option<CircuitBreakerPolicy>,
+}
+
+/// `host:port` as written; resolved by the gateway, never by the config loader (so `--check`
+/// needs no DNS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before a peer is taken out.
+    pub unhealthy_after: u32,
+    /// Consecutive successes before it is put back.
+    pub healthy_after: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Response statuses that are retried (connect failures and timeouts always are).
+    pub on_status: Vec<u16>,
+    /// Request bodies up to this size are buffered so they can be replayed.
+    pub max_replay_body: usize,
+    /// Retries may be at most this share of recent requests (the retry budget).
+    pub budget_ratio: f64,
+    /// Overall deadline for all tries plus the waits between them.
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreakerPolicy {
+    pub failure_rate: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub open_for: Duration,
+    pub half_open_requests: u32,
+}
+
+// === [[routes]] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Normalised: starts with `/`, no trailing `/` (except the root itself).
+    pub path_prefix: String,
+    /// Lower-cased host names; empty matches any Host.
+    pub hosts: Vec<String>,
+    /// `None` allows every method.
+    pub methods: Option<Vec<Method>>,
+    pub upstream: String,
+    pub replace_prefix: Option<String>,
+    pub auth: AuthMode,
+    /// The resolved policy name, or `None` when the route is not rate limited.
+    pub rate_limit: Option<String>,
+    /// Retry POST/PATCH on any configured status, not just on answers that prove the request
+    /// was not processed.
+    pub retry_non_idempotent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is required; missing or bad -> 401.
+    Required,
+    /// A bad token is 401; no token passes anonymously.
+    Optional,
+    /// Tokens are ignored, never verified.
+    None,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+// === [jwt] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jwt {
+    /// The allow-list; never contains `none`.
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub secret: Option<Vec<u8>>,
+    pub public_key_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
+    /// Shortest time between two refreshes triggered by unknown `kid`s.
+    pub jwks_cooldown: Duration,
+    pub jwks_timeout: Duration,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub leeway: Duration,
+    pub cache_capacity: usize,
+    pub cache_ttl: Duration,
+    /// How long a failed verification is remembered.
+    pub negative_cache_ttl: Duration,
+    pub negative_cache_capacity: usize,
+    pub user_claim: String,
+    /// claim name -> upstream request header.
+    pub forward_claims: Vec<(String, HeaderName)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// Which kind of key an algorithm needs. A token is only checked against keys of its own
+/// family, so an HS256 token can never be "verified" with an RSA public key as HMAC secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyFamily {
+    Hmac,
+    Rsa,
+    Ec,
+    Ed,
+}
+
+impl JwtAlgorithm {
+    pub const ALL: [JwtAlgorithm; 12] = [
+        Self::HS256, Self::HS384, Self::HS512, Self::RS256, Self::RS384, Self::RS512,
+        Self::PS256, Self::PS384, Self::PS512, Self::ES256, Self::ES384, Self::EdDSA,
+    ];
+
+    /// The exact JOSE name (RFC 7518 section 3.1); matching is case-sensitive.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn family(self) -> KeyFamily {
+        match self {
+            Self::HS256 | Self::HS384 | Self::HS512 => KeyFamily::Hmac,
+            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => {
+                KeyFamily::Rsa
+            }
+            Self::ES256 | Self::ES384 => KeyFamily::Ec,
+            Self::EdDSA => KeyFamily::Ed,
+        }
+    }
+}
+
+// === [rate_limits.NAME] and [rate_limit_store] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatePolicy {
+    pub name: String,
+    /// At least one of the two is set.
+    pub per_ip: Option<Rate>,
+    pub per_user: Option<Rate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitStore {
+    pub kind: StoreKind,
+    /// Most keys each in-memory keyed store holds; idle keys are forgotten first.
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreKind {
+    Memory,
+    Redis(RedisStore),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisStore {
+    pub url: String,
+    /// A check slower than this falls back to the in-memory limiter.
+    pub timeout: Duration,
+    /// Prefix of every key written to Redis.
+    pub key_prefix: String,
+}
+
+// === [security_headers] ===
+
+/// Overrides of the built-in defaults: `Some(value)` replaces or adds a header, `None` ("" in
+/// the file) removes it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SecurityHeaders {
+    pub overrides: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+// === [cors] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cors {
+    /// Exact origins (`https://music.example.com`), wildcard-subdomain patterns
+    /// (`https://*.example.com`), `null`, or `*`. Lower-cased.
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<Method>,
+    /// Lower-cased.
+    pub allow_headers: Vec<HeaderName>,
+    pub expose_headers: Vec<HeaderName>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
+}
+
+// === [suspicious] ===
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suspicious {
+    pub mode: SuspiciousMode,
+    /// Longest request target (path + query) accepted, in bytes.
+    pub max_uri_bytes: usize,
+    /// Most header fields before a request counts as suspicious.
+    pub max_headers: usize,
+    /// Blocked requests within `ban_window` that get a client banned; 0 disables bans.
+    pub ban_threshold: u32,
+    pub ban_window: Duration,
+    pub ban_duration: Duration,
+    /// Most clients tracked for bans at once.
+    pub ban_table_size: usize,
+    /// Rule names switched off (see docs/configuration.md for the list).
+    pub disabled_rules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspiciousMode {
+    Off,
+    Log,
+    Block,
+}

@@ -1,0 +1,8 @@
+//! One reader per top-level section of the file.
+
+pub(crate) mod edge;
+pub(crate) mod jwt;
+pub(crate) mod limits;
+pub(crate) mod routes;
+pub(crate) mod server;
+pub(crate) mod upstreams;
