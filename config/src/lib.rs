@@ -23,7 +23,12 @@ use reader::{Diag, OptionalKey, Section};
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            at: Location { file: path.display().to_string(), line: 1, col: 1, key: "(file)".into() },
+            at: Location {
+                file: path.display().to_string(),
+                line: 1,
+                col: 1,
+                key: "(file)".into(),
+            },
             message: format!("cannot read the file: {e}"),
         }])
     })?;
@@ -32,7 +37,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Validates `text` as if read from `path` (relative file paths in it resolve against the
 /// path's directory). `env` looks up `${NAME}` references.
-pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
     let mut d = Diag::new(&file, text, env);
@@ -68,16 +77,22 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
         .unwrap_or_default();
     let upstreams = sections::upstreams::upstreams(upstream_field.and_then(|f| f.section(d)), d);
 
-    let jwt = root.get("jwt").map(|f| f.section(d).and_then(|s| sections::jwt::jwt(s, base, d)));
+    let jwt = root
+        .get("jwt")
+        .map(|f| f.section(d).and_then(|s| sections::jwt::jwt(s, base, d)));
     let policy_field = root.get("rate_limits");
-    let policy_names: HashSet<String> =
-        policy_field.as_ref().and_then(|f| f.node_table_keys()).unwrap_or_default();
+    let policy_names: HashSet<String> = policy_field
+        .as_ref()
+        .and_then(|f| f.node_table_keys())
+        .unwrap_or_default();
     let rate_limits = sections::limits::policies(policy_field.and_then(|f| f.section(d)), d);
     let store = root.get("rate_limit_store").and_then(|f| f.section(d));
     let store = sections::limits::store(store, d);
     let headers = root.get("security_headers").and_then(|f| f.section(d));
     let security_headers = sections::edge::security_headers(headers, d);
-    let cors = root.get("cors").map(|f| f.section(d).and_then(|s| sections::edge::cors(s, d)));
+    let cors = root
+        .get("cors")
+        .map(|f| f.section(d).and_then(|s| sections::edge::cors(s, d)));
     let suspicious = root.get("suspicious").and_then(|f| f.section(d));
     let suspicious = sections::edge::suspicious(suspicious, d);
 

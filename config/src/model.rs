@@ -63,6 +63,9 @@ pub struct Server {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Where `tls_cert` sits in the file, for errors found when the files are parsed.
+    pub cert_at: crate::Location,
+    pub key_at: crate::Location,
 }
 
 // === [admin] ===
@@ -242,8 +245,18 @@ pub enum KeyFamily {
 
 impl JwtAlgorithm {
     pub const ALL: [JwtAlgorithm; 12] = [
-        Self::HS256, Self::HS384, Self::HS512, Self::RS256, Self::RS384, Self::RS512,
-        Self::PS256, Self::PS384, Self::PS512, Self::ES256, Self::ES384, Self::EdDSA,
+        Self::HS256,
+        Self::HS384,
+        Self::HS512,
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+        Self::EdDSA,
     ];
 
     /// The exact JOSE name (RFC 7518 section 3.1); matching is case-sensitive.

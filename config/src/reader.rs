@@ -23,18 +23,42 @@ pub(crate) struct Diag<'s> {
 }
 
 impl<'s> Diag<'s> {
-    pub(crate) fn new(file: &str, source: &'s str, env: &'s dyn Fn(&str) -> Option<String>) -> Self {
-        Diag { file: file.to_string(), lines: LineIndex::new(source), env, errors: Vec::new() }
+    pub(crate) fn new(
+        file: &str,
+        source: &'s str,
+        env: &'s dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        Diag {
+            file: file.to_string(),
+            lines: LineIndex::new(source),
+            env,
+            errors: Vec::new(),
+        }
     }
 
     pub(crate) fn location(&self, span: &Option<Range<usize>>, key: &str) -> Location {
-        let (line, col) = span.as_ref().map_or((1, 1), |s| self.lines.line_col(s.start));
-        Location { file: self.file.clone(), line, col, key: key.to_string() }
+        let (line, col) = span
+            .as_ref()
+            .map_or((1, 1), |s| self.lines.line_col(s.start));
+        Location {
+            file: self.file.clone(),
+            line,
+            col,
+            key: key.to_string(),
+        }
     }
 
-    pub(crate) fn error(&mut self, span: &Option<Range<usize>>, key: &str, message: impl Into<String>) {
+    pub(crate) fn error(
+        &mut self,
+        span: &Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) {
         let at = self.location(span, key);
-        self.errors.push(ConfigError { at, message: message.into() });
+        self.errors.push(ConfigError {
+            at,
+            message: message.into(),
+        });
     }
 
     /// Replaces every `${NAME}` with the environment variable NAME. An unset variable is an
@@ -56,7 +80,11 @@ impl<'s> Diag<'s> {
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                self.error(span, key, format!("`${{{name}}}` is not a valid environment variable reference"));
+                self.error(
+                    span,
+                    key,
+                    format!("`${{{name}}}` is not a valid environment variable reference"),
+                );
                 ok = false;
             } else {
                 match (self.env)(name) {
@@ -86,9 +114,17 @@ impl<'a> Section<'a> {
     pub(crate) fn new(table: &'a dyn TableLike, path: String, span: Option<Range<usize>>) -> Self {
         // A [[routes]] element has no span of its own: point at its first key instead.
         let span = span.or_else(|| {
-            table.iter().next().and_then(|(k, _)| table.key(k).and_then(|k| k.span()))
+            table
+                .iter()
+                .next()
+                .and_then(|(k, _)| table.key(k).and_then(|k| k.span()))
         });
-        Section { path, span, table, used: Vec::new() }
+        Section {
+            path,
+            span,
+            table,
+            used: Vec::new(),
+        }
     }
 
     fn child_path(&self, key: &str) -> String {
@@ -104,7 +140,12 @@ impl<'a> Section<'a> {
         self.used.push(key);
         let (k, item) = self.table.get_key_value(key)?;
         let span = item.span().or_else(|| k.span());
-        Some(Field { node: Node::Item(item), path: self.child_path(key), span, key_span: k.span() })
+        Some(Field {
+            node: Node::Item(item),
+            path: self.child_path(key),
+            span,
+            key_span: k.span(),
+        })
     }
 
     /// Like `get`, but a missing key is an error.
@@ -126,7 +167,15 @@ impl<'a> Section<'a> {
                 self.used.push(key);
                 let key_span = table.key(key).and_then(|k| k.span());
                 let span = item.span().or_else(|| key_span.clone());
-                (key, Field { node: Node::Item(item), path: self.child_path(key), span, key_span })
+                (
+                    key,
+                    Field {
+                        node: Node::Item(item),
+                        path: self.child_path(key),
+                        span,
+                        key_span,
+                    },
+                )
             })
             .collect()
     }
@@ -202,7 +251,9 @@ impl<'a> Field<'a> {
 
     /// The keys of a table, without reading it (for resolving references up front).
     pub(crate) fn node_table_keys(&self) -> Option<std::collections::HashSet<String>> {
-        self.node.table_like().map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        self.node
+            .table_like()
+            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
     }
 
     pub(crate) fn node_is_string(&self) -> bool {
@@ -259,7 +310,10 @@ impl<'a> Field<'a> {
     /// A number (integer or float) within `min..=max`.
     pub(crate) fn number(&self, d: &mut Diag, min: f64, max: f64) -> Option<f64> {
         let value = self.node.value();
-        let n = match (value.and_then(Value::as_float), value.and_then(Value::as_integer)) {
+        let n = match (
+            value.and_then(Value::as_float),
+            value.and_then(Value::as_integer),
+        ) {
             (Some(f), _) => f,
             (None, Some(i)) => i as f64,
             _ => {
@@ -276,7 +330,9 @@ impl<'a> Field<'a> {
 
     pub(crate) fn duration(&self, d: &mut Diag) -> Option<Duration> {
         let text = self.string(d)?;
-        units::parse_duration(&text).map_err(|e| self.error(d, e)).ok()
+        units::parse_duration(&text)
+            .map_err(|e| self.error(d, e))
+            .ok()
     }
 
     /// A duration that must be greater than zero.
@@ -299,7 +355,10 @@ impl<'a> Field<'a> {
         text.trim()
             .parse()
             .map_err(|_| {
-                self.error(d, format!("`{text}` is not an IP:port address (e.g. \"127.0.0.1:8080\")"))
+                self.error(
+                    d,
+                    format!("`{text}` is not an IP:port address (e.g. \"127.0.0.1:8080\")"),
+                )
             })
             .ok()
     }

@@ -15,7 +15,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m, h or d, e.g. \"5s\")"))?;
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!("`{text}` is not a duration (e.g. \"250ms\", \"5s\", \"1m\")"));
+        return Err(format!(
+            "`{text}` is not a duration (e.g. \"250ms\", \"5s\", \"1m\")"
+        ));
     }
     let n: u64 = digits
         .parse()
@@ -74,7 +76,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
         .parse()
         .map_err(|_| format!("`{text}`: `{}` is not a whole number", count.trim()))?;
     if count == 0 || count > 1_000_000_000 {
-        return Err(format!("`{text}`: the count must be between 1 and 1000000000"));
+        return Err(format!(
+            "`{text}`: the count must be between 1 and 1000000000"
+        ));
     }
     let secs = match unit.trim() {
         "s" | "sec" | "secs" | "second" | "seconds" => 1,
@@ -87,7 +91,10 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
             ))
         }
     };
-    Ok(Rate { count, period: Duration::from_secs(secs) })
+    Ok(Rate {
+        count,
+        period: Duration::from_secs(secs),
+    })
 }
 
 #[cfg(test)]
@@ -106,7 +113,16 @@ mod tests {
 
     #[test]
     fn bad_durations_are_refused_with_a_reason() {
-        for bad in ["soon", "5", "s", "1.5s", "5 sec", "-1s", "1m30s", "99999999999999999999s"] {
+        for bad in [
+            "soon",
+            "5",
+            "s",
+            "1.5s",
+            "5 sec",
+            "-1s",
+            "1m30s",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
@@ -115,17 +131,37 @@ mod tests {
     #[test]
     fn rates_in_every_unit() {
         for (text, secs) in [
-            ("5/s", 1), ("5/sec", 1), ("5/second", 1), ("5/m", 60), ("5/min", 60),
-            ("5/minute", 60), ("5/h", 3600), ("5/hour", 3600), ("5/d", 86400), ("5/day", 86400),
+            ("5/s", 1),
+            ("5/sec", 1),
+            ("5/second", 1),
+            ("5/m", 60),
+            ("5/min", 60),
+            ("5/minute", 60),
+            ("5/h", 3600),
+            ("5/hour", 3600),
+            ("5/d", 86400),
+            ("5/day", 86400),
         ] {
             let rate = parse_rate(text).unwrap();
-            assert_eq!((rate.count, rate.period), (5, Duration::from_secs(secs)), "{text}");
+            assert_eq!(
+                (rate.count, rate.period),
+                (5, Duration::from_secs(secs)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn bad_rates_are_refused() {
-        for bad in ["100", "0/min", "-1/min", "x/min", "10/fortnight", "10/", "/min"] {
+        for bad in [
+            "100",
+            "0/min",
+            "-1/min",
+            "x/min",
+            "10/fortnight",
+            "10/",
+            "/min",
+        ] {
             assert!(parse_rate(bad).is_err(), "{bad} accepted");
         }
     }

@@ -1,1 +1,164 @@
-fn main(){}
+//! `portcullis`: a reverse-proxy security gateway on pingora.
+//!
+//! Exit codes (contract): 0 clean exit, 2 configuration error, 1 any other start-up failure,
+//! always with one clear line naming the cause.
+
+mod access_log;
+mod admin;
+mod admission;
+mod ctx;
+mod error;
+mod forward;
+mod health;
+mod metrics;
+mod outcome;
+mod proxy;
+mod respond;
+mod respond_ops;
+mod server;
+mod shutdown;
+mod snapshot;
+mod state;
+mod tls;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use clap::Parser;
+
+use crate::snapshot::Snapshot;
+use crate::state::State;
+
+/// Certificates closer than this to expiry get a warning from `--check`.
+const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A reverse-proxy security gateway"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, short = 'c', default_value = "portcullis.toml")]
+    config: PathBuf,
+    /// Validate the configuration, print `configuration ok` or every error, and exit.
+    #[arg(long)]
+    check: bool,
+    /// Take over the listening sockets of a running instance (send it SIGQUIT).
+    #[arg(long)]
+    upgrade: bool,
+    /// The Unix socket used to hand listeners over during an upgrade.
+    #[arg(long, value_name = "PATH")]
+    upgrade_sock: Option<String>,
+}
+
+fn main() -> ExitCode {
+    // A SIGHUP before the reload handler is installed must not kill the process.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+    };
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,portcullis=info"),
+    )
+    .target(env_logger::Target::Stderr)
+    .init();
+
+    let config = match portcullis_config::load(&cli.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let snapshot = match Snapshot::build(config, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(tls) = &snapshot.tls {
+        let left = tls.expires_in_secs();
+        if left < EXPIRY_WARNING_SECS {
+            let days = left / 86_400;
+            eprintln!(
+                "warning: {}: the certificate expires in {days} days",
+                cli.config.display()
+            );
+        }
+    }
+    if cli.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
+    match start(cli, snapshot) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("portcullis: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
+    let server_cfg = &snapshot.config.server;
+    if !cli.upgrade {
+        // Pingora binds inside its service threads and would only log a failure; binding
+        // here first turns "address already in use" into a clean exit 1.
+        for addr in server_cfg.listen.iter().chain(&server_cfg.tls_listen) {
+            probe_bind(*addr)?;
+        }
+    }
+    let admin_addr = snapshot.config.admin.listen;
+    let admin_listener = admin::bind(admin_addr)
+        .map_err(|e| format!("cannot listen on {admin_addr} (admin): {e}"))?;
+    let metrics = metrics::Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
+    let log =
+        access_log::AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
+    let state = Arc::new(State {
+        config_path: cli.config.clone(),
+        snapshot: ArcSwap::from_pointee(snapshot),
+        metrics,
+        log,
+        draining: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+    });
+    admin::start(admin_listener, state.clone())
+        .map_err(|e| format!("cannot start the admin endpoint: {e}"))?;
+    server::run(
+        state,
+        server::Options {
+            upgrade: cli.upgrade,
+            upgrade_sock: cli.upgrade_sock,
+        },
+    )
+}
+
+fn probe_bind(addr: SocketAddr) -> Result<(), String> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}

@@ -9,7 +9,9 @@ use crate::reader::{Diag, Field, Section};
 use crate::sections::upstreams::header_name;
 
 pub(crate) fn security_headers(section: Option<Section>, d: &mut Diag) -> Option<SecurityHeaders> {
-    let Some(mut s) = section else { return Some(SecurityHeaders::default()) };
+    let Some(mut s) = section else {
+        return Some(SecurityHeaders::default());
+    };
     let mut overrides = Vec::new();
     let mut ok = true;
     for (name, field) in s.entries() {
@@ -18,7 +20,10 @@ pub(crate) fn security_headers(section: Option<Section>, d: &mut Diag) -> Option
             if v.is_empty() {
                 return Some(None);
             }
-            HeaderValue::from_str(&v).map(Some).map_err(|_| field.error(d, "not a valid header value")).ok()
+            HeaderValue::from_str(&v)
+                .map(Some)
+                .map_err(|_| field.error(d, "not a valid header value"))
+                .ok()
         });
         match (header, value) {
             (Some(h), Some(v)) => overrides.push((h, v)),
@@ -30,29 +35,51 @@ pub(crate) fn security_headers(section: Option<Section>, d: &mut Diag) -> Option
 }
 
 pub(crate) fn cors(mut s: Section, d: &mut Diag) -> Option<Cors> {
-    let origins = s.require("allow_origins", d).and_then(|f| f.list(d, origin));
-    let methods = s.get("allow_methods").map_or(Some(vec![Method::GET, Method::HEAD, Method::POST]), |f| {
-        f.list(d, |f, d| {
-            let m = f.non_empty_string(d)?.to_ascii_uppercase();
-            Method::from_bytes(m.as_bytes()).map_err(|_| f.error(d, format!("`{m}` is not an HTTP method"))).ok()
-        })
-    });
-    let headers = s.get("allow_headers").map_or(Some(vec![]), |f| header_list(&f, d));
-    let expose = s.get("expose_headers").map_or(Some(vec![]), |f| header_list(&f, d));
+    let origins = s
+        .require("allow_origins", d)
+        .and_then(|f| f.list(d, origin));
+    let methods =
+        s.get("allow_methods")
+            .map_or(Some(vec![Method::GET, Method::HEAD, Method::POST]), |f| {
+                f.list(d, |f, d| {
+                    let m = f.non_empty_string(d)?.to_ascii_uppercase();
+                    Method::from_bytes(m.as_bytes())
+                        .map_err(|_| f.error(d, format!("`{m}` is not an HTTP method")))
+                        .ok()
+                })
+            });
+    let headers = s
+        .get("allow_headers")
+        .map_or(Some(vec![]), |f| header_list(&f, d));
+    let expose = s
+        .get("expose_headers")
+        .map_or(Some(vec![]), |f| header_list(&f, d));
     let credentials_field = s.get("allow_credentials");
-    let credentials = credentials_field.as_ref().map_or(Some(false), |f| f.bool(d));
-    let max_age = s.get("max_age").map_or(Some(Duration::from_secs(600)), |f| f.duration(d));
+    let credentials = credentials_field
+        .as_ref()
+        .map_or(Some(false), |f| f.bool(d));
+    let max_age = s
+        .get("max_age")
+        .map_or(Some(Duration::from_secs(600)), |f| f.duration(d));
     let span = s.span.clone();
     s.finish(d);
     let (origins, credentials) = (origins?, credentials?);
     if origins.is_empty() {
-        d.error(&span, "cors.allow_origins", "must list at least one origin (remove [cors] to disable CORS)");
+        d.error(
+            &span,
+            "cors.allow_origins",
+            "must list at least one origin (remove [cors] to disable CORS)",
+        );
         return None;
     }
     if credentials && origins.iter().any(|o| o == "*") {
         let at = credentials_field.map_or(span, |f| f.span);
         // Fetch standard, CORS protocol: credentials are never allowed with a wildcard origin.
-        d.error(&at, "cors.allow_credentials", "cannot be true when allow_origins contains \"*\"");
+        d.error(
+            &at,
+            "cors.allow_credentials",
+            "cannot be true when allow_origins contains \"*\"",
+        );
         return None;
     }
     Some(Cors {
@@ -79,7 +106,9 @@ fn origin(field: &Field, d: &mut Diag) -> Option<String> {
         let host = host.strip_prefix("*.").unwrap_or(host);
         matches!(scheme, "http" | "https")
             && !host.is_empty()
-            && host.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            && host
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     });
     if !valid {
         field.error(d, format!(
@@ -98,8 +127,15 @@ fn header_list(field: &Field, d: &mut Diag) -> Option<Vec<http::HeaderName>> {
 }
 
 pub(crate) const RULES: &[&str] = &[
-    "path_traversal", "null_byte", "control_chars", "sql_injection", "script_injection",
-    "scanner_user_agent", "forbidden_method", "oversized_uri", "too_many_headers",
+    "path_traversal",
+    "null_byte",
+    "control_chars",
+    "sql_injection",
+    "script_injection",
+    "scanner_user_agent",
+    "forbidden_method",
+    "oversized_uri",
+    "too_many_headers",
 ];
 
 pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspicious> {
@@ -113,13 +149,18 @@ pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspi
         ban_table_size: 100_000,
         disabled_rules: vec![],
     };
-    let Some(mut s) = section else { return Some(out) };
+    let Some(mut s) = section else {
+        return Some(out);
+    };
     let mode = s.get("mode").map(|f| match f.string(d)?.as_str() {
         "off" => Some(SuspiciousMode::Off),
         "log" => Some(SuspiciousMode::Log),
         "block" => Some(SuspiciousMode::Block),
         other => {
-            f.error(d, format!("`{other}` is not one of \"off\", \"log\", \"block\""));
+            f.error(
+                d,
+                format!("`{other}` is not one of \"off\", \"log\", \"block\""),
+            );
             None
         }
     });
@@ -133,7 +174,10 @@ pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspi
         f.list(d, |f, d| {
             let rule = f.non_empty_string(d)?;
             if !RULES.contains(&rule.as_str()) {
-                f.error(d, format!("unknown rule `{rule}` (one of {})", RULES.join(", ")));
+                f.error(
+                    d,
+                    format!("unknown rule `{rule}` (one of {})", RULES.join(", ")),
+                );
                 return None;
             }
             Some(rule)

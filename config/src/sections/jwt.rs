@@ -10,7 +10,9 @@ use crate::sections::server::file_path;
 use crate::sections::upstreams::header_name;
 
 pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
-    let algorithms = s.get("algorithms").map_or(Some(vec![JwtAlgorithm::HS256]), |f| algorithms(&f, d));
+    let algorithms = s
+        .get("algorithms")
+        .map_or(Some(vec![JwtAlgorithm::HS256]), |f| algorithms(&f, d));
     let secret_field = s.get("secret");
     let secret = secret_field.as_ref().map(|f| f.non_empty_string(d));
     let public_key_file = s.get("public_key_file").map(|f| file_path(&f, base, d));
@@ -22,9 +24,15 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
         }
         Some(url)
     });
-    let jwks_refresh = s.get("jwks_refresh").map_or(Some(Duration::from_secs(600)), |f| f.positive_duration(d));
-    let jwks_cooldown = s.get("jwks_cooldown").map_or(Some(Duration::from_secs(30)), |f| f.duration(d));
-    let jwks_timeout = s.get("jwks_timeout").map_or(Some(Duration::from_secs(5)), |f| f.positive_duration(d));
+    let jwks_refresh = s
+        .get("jwks_refresh")
+        .map_or(Some(Duration::from_secs(600)), |f| f.positive_duration(d));
+    let jwks_cooldown = s
+        .get("jwks_cooldown")
+        .map_or(Some(Duration::from_secs(30)), |f| f.duration(d));
+    let jwks_timeout = s
+        .get("jwks_timeout")
+        .map_or(Some(Duration::from_secs(5)), |f| f.positive_duration(d));
     let issuer = s.get("issuer").map(|f| f.non_empty_string(d));
     let audience = s.get("audience").map_or(Some(vec![]), |f| {
         if f.node_is_string() {
@@ -33,16 +41,29 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
             f.list(d, |f, d| f.non_empty_string(d))
         }
     });
-    let leeway = s.get("leeway").map_or(Some(Duration::from_secs(30)), |f| f.duration(d));
-    let cache_capacity = s.get("cache_capacity").map_or(Some(10_000), |f| f.int(d, 0, 100_000_000)).map(|n| n as usize);
-    let cache_ttl = s.get("cache_ttl").map_or(Some(Duration::from_secs(300)), |f| f.duration(d));
-    let neg_ttl = s.get("negative_cache_ttl").map_or(Some(Duration::from_secs(10)), |f| f.duration(d));
+    let leeway = s
+        .get("leeway")
+        .map_or(Some(Duration::from_secs(30)), |f| f.duration(d));
+    let cache_capacity = s
+        .get("cache_capacity")
+        .map_or(Some(10_000), |f| f.int(d, 0, 100_000_000))
+        .map(|n| n as usize);
+    let cache_ttl = s
+        .get("cache_ttl")
+        .map_or(Some(Duration::from_secs(300)), |f| f.duration(d));
+    let neg_ttl = s
+        .get("negative_cache_ttl")
+        .map_or(Some(Duration::from_secs(10)), |f| f.duration(d));
     let neg_cap = s
         .get("negative_cache_capacity")
         .map_or(Some(1_000), |f| f.int(d, 0, 10_000_000))
         .map(|n| n as usize);
-    let user_claim = s.get("user_claim").map_or(Some("sub".to_string()), |f| f.non_empty_string(d));
-    let forward = s.get("forward_claims").map_or(Some(vec![]), |f| forward_claims(&f, d));
+    let user_claim = s
+        .get("user_claim")
+        .map_or(Some("sub".to_string()), |f| f.non_empty_string(d));
+    let forward = s
+        .get("forward_claims")
+        .map_or(Some(vec![]), |f| forward_claims(&f, d));
     let span = s.span.clone();
     s.finish(d);
 
@@ -63,7 +84,9 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
                         _ => 32,
                     };
                     if secret.len() < need {
-                        let at = secret_field.as_ref().map_or(span.clone(), |f| f.span.clone());
+                        let at = secret_field
+                            .as_ref()
+                            .map_or(span.clone(), |f| f.span.clone());
                         d.error(&at, "jwt.secret", format!(
                             "{} needs a secret of at least {need} bytes (RFC 7518 section 3.2); this one has {}",
                             alg.name(), secret.len()));
@@ -73,14 +96,26 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
             }
         }
     } else if secret.is_some() {
-        d.error(&span, "jwt.secret", "`secret` is set but no HS* algorithm is allowed");
+        d.error(
+            &span,
+            "jwt.secret",
+            "`secret` is set but no HS* algorithm is allowed",
+        );
     }
     let asymmetric = families.iter().any(|f| *f != KeyFamily::Hmac);
     if asymmetric && public_key_file.is_none() && jwks_url.is_none() {
-        d.error(&span, "jwt.algorithms", "RS*/PS*/ES*/EdDSA need `public_key_file` or `jwks_url`");
+        d.error(
+            &span,
+            "jwt.algorithms",
+            "RS*/PS*/ES*/EdDSA need `public_key_file` or `jwks_url`",
+        );
     }
     if !asymmetric && (public_key_file.is_some() || jwks_url.is_some()) {
-        d.error(&span, "jwt.public_key_file", "a public key or JWKS is set but only HS* algorithms are allowed");
+        d.error(
+            &span,
+            "jwt.public_key_file",
+            "a public key or JWKS is set but only HS* algorithms are allowed",
+        );
     }
     Some(Jwt {
         algorithms,
@@ -106,13 +141,19 @@ fn algorithms(field: &Field, d: &mut Diag) -> Option<Vec<JwtAlgorithm>> {
     let list = field.list(d, |f, d| {
         let name = f.non_empty_string(d)?;
         if name.trim().eq_ignore_ascii_case("none") {
-            f.error(d, "\"none\" is never accepted: unsigned tokens prove nothing");
+            f.error(
+                d,
+                "\"none\" is never accepted: unsigned tokens prove nothing",
+            );
             return None;
         }
         JwtAlgorithm::from_name(&name)
             .ok_or_else(|| {
                 let known: Vec<&str> = JwtAlgorithm::ALL.iter().map(|a| a.name()).collect();
-                f.error(d, format!("unknown algorithm `{name}` (one of {})", known.join(", ")))
+                f.error(
+                    d,
+                    format!("unknown algorithm `{name}` (one of {})", known.join(", ")),
+                )
             })
             .ok()
     })?;
@@ -128,7 +169,9 @@ fn forward_claims(field: &Field, d: &mut Diag) -> Option<Vec<(String, http::Head
     let mut out = Vec::new();
     let mut ok = true;
     for (claim, value) in s.entries() {
-        let header = value.non_empty_string(d).and_then(|h| header_name(&value, &h, d));
+        let header = value
+            .non_empty_string(d)
+            .and_then(|h| header_name(&value, &h, d));
         match header {
             Some(h) => out.push((claim.to_string(), h)),
             None => ok = false,

@@ -12,22 +12,42 @@ pub(crate) fn policies(section: Option<Section>, d: &mut Diag) -> BTreeMap<Strin
     let Some(mut s) = section else { return out };
     for (name, field) in s.entries() {
         if !valid_name(name) || name == "off" {
-            d.error(&field.key_span, &field.path, "policy names use letters, digits, `-` and `_`, and `off` is reserved");
+            d.error(
+                &field.key_span,
+                &field.path,
+                "policy names use letters, digits, `-` and `_`, and `off` is reserved",
+            );
             continue;
         }
-        let Some(mut p) = field.section(d) else { continue };
+        let Some(mut p) = field.section(d) else {
+            continue;
+        };
         let per_ip = p.get("per_ip").map(|f| f.rate(d));
         let per_user = p.get("per_user").map(|f| f.rate(d));
         let span = p.span.clone();
         p.finish(d);
         if per_ip.is_none() && per_user.is_none() {
-            d.error(&span, &field.path, "a policy needs `per_ip`, `per_user` or both");
+            d.error(
+                &span,
+                &field.path,
+                "a policy needs `per_ip`, `per_user` or both",
+            );
             continue;
         }
-        let (Some(per_ip), Some(per_user)) = (per_ip.map_or(Some(None), |r| r.map(Some)), per_user.map_or(Some(None), |r| r.map(Some))) else {
+        let (Some(per_ip), Some(per_user)) = (
+            per_ip.map_or(Some(None), |r| r.map(Some)),
+            per_user.map_or(Some(None), |r| r.map(Some)),
+        ) else {
             continue;
         };
-        out.insert(name.to_string(), RatePolicy { name: name.to_string(), per_ip, per_user });
+        out.insert(
+            name.to_string(),
+            RatePolicy {
+                name: name.to_string(),
+                per_ip,
+                per_user,
+            },
+        );
     }
     s.finish(d);
     out
@@ -36,7 +56,10 @@ pub(crate) fn policies(section: Option<Section>, d: &mut Diag) -> BTreeMap<Strin
 pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitStore> {
     let default_keys = 1_000_000;
     let Some(mut s) = section else {
-        return Some(RateLimitStore { kind: StoreKind::Memory, max_keys: default_keys });
+        return Some(RateLimitStore {
+            kind: StoreKind::Memory,
+            max_keys: default_keys,
+        });
     };
     let kind = s.get("kind").map_or(Some("memory".to_string()), |f| {
         let k = f.string(d)?;
@@ -49,31 +72,55 @@ pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitS
     let url_field = s.get("url");
     let url = url_field.as_ref().map(|f| {
         let u = f.non_empty_string(d)?;
-        if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://")) {
+        if !(u.starts_with("redis://")
+            || u.starts_with("rediss://")
+            || u.starts_with("redis+unix://"))
+        {
             f.error(d, "must be a redis://, rediss:// or redis+unix:// URL");
             return None;
         }
         Some(u)
     });
-    let timeout = s.get("timeout").map_or(Some(Duration::from_millis(50)), |f| f.positive_duration(d));
-    let prefix = s.get("key_prefix").map_or(Some("portcullis".to_string()), |f| f.non_empty_string(d));
-    let max_keys = s.get("max_keys").map_or(Some(default_keys as i64), |f| f.int(d, 1_000, 100_000_000));
+    let timeout = s
+        .get("timeout")
+        .map_or(Some(Duration::from_millis(50)), |f| f.positive_duration(d));
+    let prefix = s
+        .get("key_prefix")
+        .map_or(Some("portcullis".to_string()), |f| f.non_empty_string(d));
+    let max_keys = s
+        .get("max_keys")
+        .map_or(Some(default_keys as i64), |f| f.int(d, 1_000, 100_000_000));
     let span = s.span.clone();
     s.finish(d);
     let kind = match kind?.as_str() {
         "redis" => match url {
-            Some(url) => StoreKind::Redis(RedisStore { url: url?, timeout: timeout?, key_prefix: prefix? }),
+            Some(url) => StoreKind::Redis(RedisStore {
+                url: url?,
+                timeout: timeout?,
+                key_prefix: prefix?,
+            }),
             None => {
-                d.error(&span, "rate_limit_store.url", "kind = \"redis\" needs `url`");
+                d.error(
+                    &span,
+                    "rate_limit_store.url",
+                    "kind = \"redis\" needs `url`",
+                );
                 return None;
             }
         },
         _ => {
             if url.is_some() {
-                d.error(&span, "rate_limit_store.url", "`url` is only used with kind = \"redis\"");
+                d.error(
+                    &span,
+                    "rate_limit_store.url",
+                    "`url` is only used with kind = \"redis\"",
+                );
             }
             StoreKind::Memory
         }
     };
-    Some(RateLimitStore { kind, max_keys: max_keys? as usize })
+    Some(RateLimitStore {
+        kind,
+        max_keys: max_keys? as usize,
+    })
 }

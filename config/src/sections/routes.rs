@@ -25,7 +25,9 @@ pub(crate) fn routes(field: Option<Field>, cx: &Context, d: &mut Diag) -> Vec<Ro
         d.error(&None, "routes", "at least one [[routes]] entry is required");
         return vec![];
     };
-    let Some(sections) = field.tables(d) else { return vec![] };
+    let Some(sections) = field.tables(d) else {
+        return vec![];
+    };
     let mut out: Vec<Route> = Vec::new();
     let mut names = HashSet::new();
     for section in sections {
@@ -33,7 +35,11 @@ pub(crate) fn routes(field: Option<Field>, cx: &Context, d: &mut Diag) -> Vec<Ro
         let path = section.path.clone();
         if let Some(r) = route(section, cx, d) {
             if !names.insert(r.name.clone()) {
-                d.error(&span, &format!("{path}.name"), format!("route name `{}` is used twice", r.name));
+                d.error(
+                    &span,
+                    &format!("{path}.name"),
+                    format!("route name `{}` is used twice", r.name),
+                );
                 continue;
             }
             if let Some(other) = out.iter().find(|o| shadows(o, &r)) {
@@ -68,18 +74,26 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
     let name = s.require("name", d).and_then(|f| {
         let n = f.non_empty_string(d)?;
         if !crate::sections::upstreams::valid_name(&n) {
-            f.error(d, "route names use letters, digits, `-` and `_` (they become metric labels)");
+            f.error(
+                d,
+                "route names use letters, digits, `-` and `_` (they become metric labels)",
+            );
             return None;
         }
         Some(n)
     });
     let prefix = s.require("path_prefix", d).and_then(|f| path_prefix(&f, d));
-    let hosts = s.get("hosts").map_or(Some(vec![]), |f| f.list(d, host_name));
+    let hosts = s
+        .get("hosts")
+        .map_or(Some(vec![]), |f| f.list(d, host_name));
     let methods = s.get("methods").map(|f| methods(&f, d));
     let upstream = s.require("upstream", d).and_then(|f| {
         let n = f.non_empty_string(d)?;
         if !cx.upstream_names.contains(&n) {
-            f.error(d, format!("unknown upstream `{n}` (declare it as [upstreams.{n}])"));
+            f.error(
+                d,
+                format!("unknown upstream `{n}` (declare it as [upstreams.{n}])"),
+            );
             return None;
         }
         cx.upstreams.contains_key(&n).then_some(n)
@@ -93,14 +107,24 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
         Some(p)
     });
     let auth = match s.get("auth") {
-        None => Some(if cx.jwt_configured { AuthMode::Required } else { AuthMode::None }),
+        None => Some(if cx.jwt_configured {
+            AuthMode::Required
+        } else {
+            AuthMode::None
+        }),
         Some(f) => auth_mode(&f, cx.jwt_configured, d),
     };
     let rate_limit = match s.get("rate_limit") {
-        None => Some(cx.rate_limits.contains_key("default").then(|| "default".to_string())),
+        None => Some(
+            cx.rate_limits
+                .contains_key("default")
+                .then(|| "default".to_string()),
+        ),
         Some(f) => rate_limit(&f, cx, d),
     };
-    let retry_non_idempotent = s.get("retry_non_idempotent").map_or(Some(false), |f| f.bool(d));
+    let retry_non_idempotent = s
+        .get("retry_non_idempotent")
+        .map_or(Some(false), |f| f.bool(d));
     s.finish(d);
     Some(Route {
         name: name?,
@@ -124,11 +148,24 @@ fn path_prefix(field: &Field, d: &mut Diag) -> Option<String> {
         field.error(d, "must start with `/`");
         return None;
     }
-    let trimmed = if p.len() > 1 { p.trim_end_matches('/') } else { p.as_str() };
+    let trimmed = if p.len() > 1 {
+        p.trim_end_matches('/')
+    } else {
+        p.as_str()
+    };
     let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-    let bad_segment = trimmed.split('/').skip(1).any(|seg| matches!(seg, "." | "..") || (seg.is_empty() && trimmed != "/"));
-    if bad_segment || trimmed.contains(['%', '?', '#', '\\']) || trimmed.chars().any(|c| c.is_control() || c == ' ') {
-        field.error(d, "must be a plain path: no `.`/`..` or empty segments, `%`, `?`, `#`, `\\` or spaces");
+    let bad_segment = trimmed
+        .split('/')
+        .skip(1)
+        .any(|seg| matches!(seg, "." | "..") || (seg.is_empty() && trimmed != "/"));
+    if bad_segment
+        || trimmed.contains(['%', '?', '#', '\\'])
+        || trimmed.chars().any(|c| c.is_control() || c == ' ')
+    {
+        field.error(
+            d,
+            "must be a plain path: no `.`/`..` or empty segments, `%`, `?`, `#`, `\\` or spaces",
+        );
         return None;
     }
     Some(trimmed.to_string())
@@ -137,10 +174,15 @@ fn path_prefix(field: &Field, d: &mut Diag) -> Option<String> {
 fn methods(field: &Field, d: &mut Diag) -> Option<Vec<Method>> {
     let list = field.list(d, |f, d| {
         let text = f.non_empty_string(d)?.to_ascii_uppercase();
-        Method::from_bytes(text.as_bytes()).map_err(|_| f.error(d, format!("`{text}` is not an HTTP method"))).ok()
+        Method::from_bytes(text.as_bytes())
+            .map_err(|_| f.error(d, format!("`{text}` is not an HTTP method")))
+            .ok()
     })?;
     if list.is_empty() {
-        field.error(d, "must list at least one method (leave the key out to allow all)");
+        field.error(
+            d,
+            "must list at least one method (leave the key out to allow all)",
+        );
         return None;
     }
     Some(list)
@@ -152,12 +194,18 @@ fn auth_mode(field: &Field, jwt: bool, d: &mut Diag) -> Option<AuthMode> {
         "optional" => AuthMode::Optional,
         "none" => AuthMode::None,
         other => {
-            field.error(d, format!("`{other}` is not one of \"required\", \"optional\", \"none\""));
+            field.error(
+                d,
+                format!("`{other}` is not one of \"required\", \"optional\", \"none\""),
+            );
             return None;
         }
     };
     if mode != AuthMode::None && !jwt {
-        field.error(d, format!("auth = \"{}\" needs a [jwt] section", mode.as_str()));
+        field.error(
+            d,
+            format!("auth = \"{}\" needs a [jwt] section", mode.as_str()),
+        );
         return None;
     }
     Some(mode)

@@ -11,44 +11,93 @@ use crate::reader::{Diag, Field, Section};
 
 pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Option<Server> {
     let Some(mut s) = section else {
-        d.error(&None, "server", "required section [server] is missing (it needs at least `listen`)");
+        d.error(
+            &None,
+            "server",
+            "required section [server] is missing (it needs at least `listen`)",
+        );
         return None;
     };
-    let listen = s.get("listen").map(|f| f.list(d, |f, d| f.socket_addr(d))).unwrap_or(Some(vec![]));
-    let tls_listen = s.get("tls_listen").map(|f| f.list(d, |f, d| f.socket_addr(d))).unwrap_or(Some(vec![]));
-    let cert = s.get("tls_cert").and_then(|f| file_path(&f, base, d));
-    let key = s.get("tls_key").and_then(|f| file_path(&f, base, d));
+    let listen = s
+        .get("listen")
+        .map(|f| f.list(d, |f, d| f.socket_addr(d)))
+        .unwrap_or(Some(vec![]));
+    let tls_listen = s
+        .get("tls_listen")
+        .map(|f| f.list(d, |f, d| f.socket_addr(d)))
+        .unwrap_or(Some(vec![]));
+    let cert = s
+        .get("tls_cert")
+        .and_then(|f| file_path(&f, base, d).map(|p| (p, f.location(d))));
+    let key = s
+        .get("tls_key")
+        .and_then(|f| file_path(&f, base, d).map(|p| (p, f.location(d))));
     let https_redirect = s.get("https_redirect").map_or(Some(false), |f| f.bool(d));
-    let https_port = s.get("https_port").map_or(Some(443), |f| f.int(d, 1, 65535)).map(|p| p as u16);
-    let hosts = s.get("hosts").map_or(Some(vec![]), |f| f.list(d, host_name));
-    let trusted = s.get("trusted_proxies").map_or(Some(vec![]), |f| f.list(d, ip_net));
-    let grace = s.get("grace_period").map_or(Some(Duration::from_secs(10)), |f| f.duration(d));
+    let https_port = s
+        .get("https_port")
+        .map_or(Some(443), |f| f.int(d, 1, 65535))
+        .map(|p| p as u16);
+    let hosts = s
+        .get("hosts")
+        .map_or(Some(vec![]), |f| f.list(d, host_name));
+    let trusted = s
+        .get("trusted_proxies")
+        .map_or(Some(vec![]), |f| f.list(d, ip_net));
+    let grace = s
+        .get("grace_period")
+        .map_or(Some(Duration::from_secs(10)), |f| f.duration(d));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = s.get("threads").map_or(Some(cores as i64), |f| f.int(d, 1, 1024)).map(|n| n as usize);
+    let threads = s
+        .get("threads")
+        .map_or(Some(cores as i64), |f| f.int(d, 1, 1024))
+        .map(|n| n as usize);
     let max_header_bytes = s
         .get("max_request_header_bytes")
         .map_or(Some(16 * 1024), |f| f.int(d, 1024, 1024 * 1024))
         .map(|n| n as usize);
-    let max_headers = s.get("max_request_headers").map_or(Some(100), |f| f.int(d, 8, 256)).map(|n| n as usize);
-    let header_timeout =
-        s.get("request_header_timeout").map_or(Some(Duration::from_secs(10)), |f| f.positive_duration(d));
-    let case_sensitive = s.get("case_sensitive_routing").map_or(Some(false), |f| f.bool(d));
+    let max_headers = s
+        .get("max_request_headers")
+        .map_or(Some(100), |f| f.int(d, 8, 256))
+        .map(|n| n as usize);
+    let header_timeout = s
+        .get("request_header_timeout")
+        .map_or(Some(Duration::from_secs(10)), |f| f.positive_duration(d));
+    let case_sensitive = s
+        .get("case_sensitive_routing")
+        .map_or(Some(false), |f| f.bool(d));
     let span = s.span.clone();
     s.finish(d);
 
     let (listen, tls_listen) = (listen?, tls_listen?);
     if listen.is_empty() && tls_listen.is_empty() {
-        d.error(&span, "server.listen", "at least one listener is required (`listen` or `tls_listen`)");
+        d.error(
+            &span,
+            "server.listen",
+            "at least one listener is required (`listen` or `tls_listen`)",
+        );
     }
     let tls = match (tls_listen.is_empty(), cert, key) {
         (true, None, None) => None,
-        (false, Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (false, Some((cert, cert_at)), Some((key, key_at))) => Some(TlsFiles {
+            cert,
+            key,
+            cert_at,
+            key_at,
+        }),
         (false, _, _) => {
-            d.error(&span, "server.tls_cert", "`tls_listen` needs both `tls_cert` and `tls_key`");
+            d.error(
+                &span,
+                "server.tls_cert",
+                "`tls_listen` needs both `tls_cert` and `tls_key`",
+            );
             None
         }
         (true, _, _) => {
-            d.error(&span, "server.tls_listen", "`tls_cert`/`tls_key` are set but there is no `tls_listen`");
+            d.error(
+                &span,
+                "server.tls_listen",
+                "`tls_cert`/`tls_key` are set but there is no `tls_listen`",
+            );
             None
         }
     };
@@ -88,7 +137,10 @@ pub(crate) fn file_path(field: &Field, base: &Path, d: &mut Diag) -> Option<Path
     let text = field.non_empty_string(d)?;
     let path = base.join(&text);
     if !path.is_file() {
-        field.error(d, format!("file `{}` does not exist or is not a file", path.display()));
+        field.error(
+            d,
+            format!("file `{}` does not exist or is not a file", path.display()),
+        );
         return None;
     }
     Some(path)
@@ -106,7 +158,10 @@ pub(crate) fn host_name(field: &Field, d: &mut Diag) -> Option<String> {
                 && !label.ends_with('-')
         });
     if !valid && text.parse::<std::net::IpAddr>().is_err() {
-        field.error(d, format!("`{text}` is not a host name (no scheme, port or path)"));
+        field.error(
+            d,
+            format!("`{text}` is not a host name (no scheme, port or path)"),
+        );
         return None;
     }
     Some(text)
@@ -118,6 +173,11 @@ fn ip_net(field: &Field, d: &mut Diag) -> Option<IpNet> {
     let text = text.trim();
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| field.error(d, format!("`{text}` is not an IP address or CIDR block (e.g. \"10.0.0.0/8\")")))
+        .map_err(|_| {
+            field.error(
+                d,
+                format!("`{text}` is not an IP address or CIDR block (e.g. \"10.0.0.0/8\")"),
+            )
+        })
         .ok()
 }

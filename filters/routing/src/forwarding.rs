@@ -1,0 +1,85 @@
+//! Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one connection, so a proxy
+//! must not forward them. The `Connection` header may name more.
+
+use http::header::{
+    HeaderMap, HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+pub const KEEP_ALIVE: &str = "keep-alive";
+pub const PROXY_CONNECTION: &str = "proxy-connection";
+
+/// Every hop-by-hop header present in `headers`, including those the `Connection` header
+/// lists. `Transfer-Encoding` is left to the HTTP layer, which re-frames the body itself; for
+/// protocol upgrades (WebSocket) `Connection` and `Upgrade` must pass, so `upgrade` keeps them.
+pub fn hop_by_hop(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> {
+    let mut out: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',') {
+            let token = token.trim().to_ascii_lowercase();
+            if token.is_empty() || (upgrade && token == "upgrade") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                if name != TRANSFER_ENCODING && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    let fixed = [
+        HeaderName::from_static(KEEP_ALIVE),
+        HeaderName::from_static(PROXY_CONNECTION),
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+    ];
+    for name in fixed {
+        if headers.contains_key(&name) && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if !upgrade {
+        for name in [CONNECTION, UPGRADE] {
+            if headers.contains_key(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_and_fixed_hop_by_hop_headers_are_found() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "close, X-Secret-Hop".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(TE, "trailers".parse().unwrap());
+        h.insert("x-normal", "1".parse().unwrap());
+        let names: Vec<String> = hop_by_hop(&h, false)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(names.contains(&"x-secret-hop".to_string()));
+        assert!(names.contains(&"keep-alive".to_string()));
+        assert!(names.contains(&"te".to_string()));
+        assert!(names.contains(&"connection".to_string()));
+        assert!(!names.contains(&"x-normal".to_string()));
+    }
+
+    #[test]
+    fn upgrades_keep_connection_and_upgrade() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "Upgrade".parse().unwrap());
+        h.insert(UPGRADE, "websocket".parse().unwrap());
+        assert!(hop_by_hop(&h, true).is_empty());
+        assert_eq!(hop_by_hop(&h, false).len(), 2);
+    }
+}

@@ -1,0 +1,155 @@
+//! One JSON object per request on stdout (the contract's Logs section).
+//!
+//! Lines are handed to a writer thread over a bounded channel, so a slow stdout never blocks
+//! a proxy worker; if the writer falls behind by more than `CAPACITY` lines, further lines are
+//! dropped and counted (`portcullis_access_log_dropped_total`) rather than buffered without
+//! bound. Never a token, secret or API key: only the fields below are written.
+
+use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+const CAPACITY: usize = 65_536;
+
+#[derive(Serialize)]
+pub struct Entry<'a> {
+    pub ts: String,
+    pub request_id: &'a str,
+    pub client_ip: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: Option<&'a str>,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries: Option<u32>,
+    pub bytes_sent: usize,
+}
+
+/// A structured event (suspicious request, breaker transition, reload) on the same stream.
+#[derive(Serialize)]
+pub struct Event<'a> {
+    pub ts: String,
+    pub event: &'a str,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+enum Message {
+    Line(Vec<u8>),
+    /// Write out everything queued before this, then acknowledge.
+    Flush(SyncSender<()>),
+}
+
+pub struct AccessLog {
+    tx: SyncSender<Message>,
+}
+
+impl AccessLog {
+    pub fn start() -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Message>(CAPACITY);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx))?;
+        Ok(AccessLog { tx })
+    }
+
+    /// Queues one line; returns false when it had to be dropped.
+    pub fn write<T: Serialize>(&self, record: &T) -> bool {
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return false;
+        };
+        line.push(b'\n');
+        match self.tx.try_send(Message::Line(line)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Writes out everything queued so far (before the process exits), waiting at most 2 s.
+    pub fn flush(&self) {
+        let (ack_tx, ack_rx) = sync_channel::<()>(1);
+        if self.tx.send(Message::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<Message>) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        // Batch whatever is already queued into one write.
+        while let Some(message) = next.take() {
+            match message {
+                Message::Line(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Message::Flush(ack) => {
+                    let _ = out.flush();
+                    let _ = ack.try_send(());
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        let _ = out.flush();
+    }
+}
+
+/// RFC 3339 UTC timestamp with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's civil_from_days algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+        assert_eq!(timestamp(t), "2025-11-24T16:00:00.123Z");
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&timestamp(leap)[..10], "2000-02-29");
+    }
+}

@@ -1,0 +1,144 @@
+//! The admin listener: `GET /healthz`, `/readyz`, `/metrics`. It runs on its own thread and
+//! runtime, apart from the proxy's listeners, so it keeps answering while the proxy drains
+//! (`/readyz` says 503 then, which is what a load balancer needs to see). It also owns the
+//! SIGHUP handler, so a reload never competes with proxy workers.
+//!
+//! Requests are tiny and the listener is never public (contract): each connection gets one
+//! answer, a 5 s deadline and an 8 KiB cap on the request head.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::state::State;
+
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Binds now (so a taken address fails start-up) and serves on a dedicated thread.
+pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        log::error!("admin listener failed: {e}");
+                        return;
+                    }
+                };
+                tokio::spawn(reload_on_sighup(state.clone()));
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            tokio::spawn(serve(stream, state.clone()));
+                        }
+                        Err(e) => {
+                            log::warn!("admin accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })?;
+    Ok(())
+}
+
+async fn reload_on_sighup(state: Arc<State>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install the SIGHUP handler, reload is unavailable: {e}");
+            return;
+        }
+    };
+    while hangup.recv().await.is_some() {
+        let state = state.clone();
+        // Loading resolves DNS and reads key files: keep it off the async thread.
+        if let Err(e) = tokio::task::spawn_blocking(move || state.reload()).await {
+            log::error!("reload task failed: {e}");
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, state: Arc<State>) {
+    let mut head = Vec::with_capacity(512);
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return;
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, content_type, body): (&str, &str, Vec<u8>) = match (method, path) {
+        (b"GET" | b"HEAD", b"/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        (b"GET" | b"HEAD", b"/readyz") if state.draining.load(Ordering::Acquire) => (
+            "503 Service Unavailable",
+            "text/plain",
+            b"draining\n".to_vec(),
+        ),
+        (b"GET" | b"HEAD", b"/readyz") => ("200 OK", "text/plain", b"ready\n".to_vec()),
+        (b"GET" | b"HEAD", b"/metrics") => {
+            let (ctype, body) = state.metrics.render();
+            (
+                "200 OK",
+                if ctype.is_empty() {
+                    "text/plain"
+                } else {
+                    leak_free(&ctype)
+                },
+                body,
+            )
+        }
+        (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            b"method not allowed\n".to_vec(),
+        ),
+    };
+    let head_only = method == b"HEAD";
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    if !head_only {
+        let _ = stream.write_all(&body).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The Prometheus text format's content type is a fixed string; map it to a static.
+fn leak_free(ctype: &str) -> &'static str {
+    if ctype.starts_with("text/plain") {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "text/plain"
+    }
+}
+
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+}

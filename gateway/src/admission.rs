@@ -1,0 +1,141 @@
+//! The request phase: who is asking (request id, client IP, scheme, host), where the request
+//! goes (normalised path, route, upstream), and whether the policies let it through. Each
+//! step either continues or stops with an answer.
+
+use std::sync::Arc;
+
+use http::header::HOST;
+use pingora::proxy::Session;
+use portcullis_routing::{normalize, replace_prefix, request_id, RouteMatch};
+
+use crate::ctx::RequestCtx;
+use crate::error::Rejection;
+use crate::respond::{Generated, X_REQUEST_ID};
+use crate::state::State;
+
+/// Why the request phase stopped: a rejection or another generated answer.
+pub enum Stop {
+    Reject(Rejection),
+    Answer(Generated),
+}
+
+impl From<Rejection> for Stop {
+    fn from(r: Rejection) -> Self {
+        Stop::Reject(r)
+    }
+}
+
+pub async fn admit(
+    _state: &Arc<State>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Stop> {
+    identify(session, ctx);
+    route(session, ctx)?;
+    Ok(())
+}
+
+/// Request id, client IP (trusted-proxy rule), scheme and host.
+fn identify(session: &Session, ctx: &mut RequestCtx) {
+    let req = session.req_header();
+    ctx.request_id = match req.headers.get(X_REQUEST_ID) {
+        Some(id) if request_id::is_sane(id.as_bytes()) => {
+            String::from_utf8_lossy(id.as_bytes()).into_owned()
+        }
+        _ => request_id::generate(),
+    };
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+            a.ip()
+        });
+    let trusted = &ctx.snapshot.trusted;
+    ctx.peer_trusted = trusted.contains(peer);
+    ctx.client_ip = trusted.client_ip(
+        peer,
+        req.headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    ctx.https = tls
+        || (ctx.peer_trusted
+            && req
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+    let host = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host());
+    ctx.host = host.map(host_without_port);
+    ctx.path = req.uri.path().to_string();
+}
+
+/// `Host` lower-cased without its port (`[v6]:port` keeps the brackets' content).
+pub fn host_without_port(host: &str) -> String {
+    let host = host.trim();
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+    };
+    bare.to_ascii_lowercase()
+}
+
+/// Normalise the path, pick the route and its upstream, and compute the upstream target.
+fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
+    let req = session.req_header();
+    let path = normalize(req.uri.path()).map_err(|e| Rejection::BadRequest(e.to_string()))?;
+    ctx.path = path.as_str().to_string();
+    let snapshot = ctx.snapshot.clone();
+    let route = match snapshot
+        .router
+        .find(ctx.host.as_deref(), &req.method, path.as_str())
+    {
+        RouteMatch::Found(route) => route.clone(),
+        RouteMatch::MethodNotAllowed { allow } => {
+            return Err(Rejection::MethodNotAllowed {
+                method: req.method.clone(),
+                allow,
+            }
+            .into())
+        }
+        RouteMatch::NotFound => return Err(Rejection::NoRoute.into()),
+    };
+    let mut target = match &route.replace_prefix {
+        Some(replacement) => replace_prefix(path.as_str(), &route.path_prefix, replacement),
+        None => path.as_str().to_string(),
+    };
+    if let Some(query) = req.uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    ctx.upstream_target = Some(target);
+    ctx.pool = snapshot.upstreams.get(&route.upstream).cloned();
+    ctx.route = Some(route);
+    if ctx.pool.is_none() {
+        return Err(Rejection::BadGateway.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn hosts_lose_their_port_and_case() {
+        assert_eq!(
+            host_without_port("Music.Example.com:8080"),
+            "music.example.com"
+        );
+        assert_eq!(host_without_port("127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_without_port("[::1]:8080"), "::1");
+    }
+}

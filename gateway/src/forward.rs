@@ -1,0 +1,111 @@
+//! What the upstream sees and what comes back: the rewritten target, forwarding headers,
+//! injected headers, and hop-by-hop headers dropped both ways (RFC 9110 section 7.6.1).
+
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::Uri;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use portcullis_routing::forwarding::hop_by_hop;
+
+use crate::ctx::RequestCtx;
+use crate::respond::X_REQUEST_ID;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+pub fn upstream_request(
+    session: &Session,
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    if let Some(target) = &ctx.upstream_target {
+        let uri: Uri = target.parse().map_err(|_| {
+            Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "upstream target is not a valid URI",
+            )
+        })?;
+        req.set_uri(uri);
+    }
+    for name in hop_by_hop(&req.headers, session.is_upgrade_req()) {
+        req.remove_header(&name);
+    }
+
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| portcullis_routing::client_ip::canonical(a.ip()));
+    let peer_text = peer.map_or_else(|| ctx.client_ip.to_string(), |ip| ip.to_string());
+    // A trusted proxy's chain is extended; anyone else's is replaced, so a client cannot
+    // plant addresses for the backend to believe.
+    let forwarded_for = match (ctx.peer_trusted, joined(req, &X_FORWARDED_FOR)) {
+        (true, Some(chain)) => format!("{chain}, {peer_text}"),
+        _ => peer_text,
+    };
+    set(req, X_FORWARDED_FOR, &forwarded_for)?;
+    let proto = if ctx.https { "https" } else { "http" };
+    set(req, X_FORWARDED_PROTO, proto)?;
+    let client_host = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let forwarded_host = match (ctx.peer_trusted, joined(req, &X_FORWARDED_HOST)) {
+        (true, Some(h)) => Some(h),
+        _ => client_host,
+    };
+    match forwarded_host {
+        Some(h) => set(req, X_FORWARDED_HOST, &h)?,
+        None => {
+            req.remove_header(&X_FORWARDED_HOST);
+        }
+    }
+    set(req, X_REAL_IP, &ctx.client_ip.to_string())?;
+    set(req, X_REQUEST_ID, &ctx.request_id)?;
+
+    // Identity headers: the client's copies never pass, whatever the route's auth mode.
+    for name in &ctx.snapshot.identity_headers {
+        req.remove_header(name);
+    }
+    for (name, value) in &ctx.forward_headers {
+        req.append_header(name.clone(), value.clone())?;
+    }
+    if let Some(pool) = &ctx.pool {
+        for (name, value) in &pool.config.request_headers {
+            req.remove_header(name);
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        // A TLS upstream is a different site (TopMediai): it expects its own name as Host.
+        if pool.config.tls {
+            req.insert_header(HOST, pool.config.sni.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops hop-by-hop headers from the upstream's answer (a 101 keeps its upgrade headers).
+pub fn upstream_response(resp: &mut ResponseHeader) {
+    let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    for name in hop_by_hop(&resp.headers, upgrade) {
+        resp.remove_header(&name);
+    }
+}
+
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn set(req: &mut RequestHeader, name: HeaderName, value: &str) -> Result<()> {
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid forwarding header"))?;
+    req.insert_header(name, value)
+}

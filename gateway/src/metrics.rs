@@ -1,0 +1,153 @@
+//! The Prometheus metrics of the contract, registered in the one registry that the admin
+//! endpoint's `/metrics` gathers. Label values are bounded: routes and upstreams come from
+//! the configuration, methods outside the standard set are counted as `OTHER`, so a client
+//! cannot mint new series.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    pub jwt_cache_hits: IntCounter,
+    pub jwt_cache_misses: IntCounter,
+    pub jwt_validations: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_store_errors: IntCounter,
+    pub suspicious: IntCounterVec,
+    pub https_redirects: IntCounter,
+    pub config_reloads: IntCounterVec,
+    pub access_log_dropped: IntCounter,
+}
+
+/// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
+/// take tens of seconds (music generation).
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Time from request start to the end of the response, by route.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        registry.register(Box::new(request_duration.clone()))?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_circuit_breaker_state",
+                "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open.",
+            ),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(breaker_state.clone()))?;
+        Ok(Metrics {
+            requests: counter_vec(
+                "portcullis_requests_total",
+                "Requests answered, by route, method and status.",
+                &["route", "method", "status"],
+            )?,
+            request_duration,
+            upstream_requests: counter_vec(
+                "portcullis_upstream_requests_total",
+                "Upstream calls by outcome: success, error, timeout, connect_error, rejected_open.",
+                &["upstream", "outcome"],
+            )?,
+            upstream_retries: counter_vec(
+                "portcullis_upstream_retries_total",
+                "Retries sent to an upstream.",
+                &["upstream"],
+            )?,
+            breaker_state,
+            jwt_cache_hits: counter(
+                "portcullis_jwt_cache_hits_total",
+                "Token checks answered from the verified-token cache.",
+            )?,
+            jwt_cache_misses: counter(
+                "portcullis_jwt_cache_misses_total",
+                "Token checks that needed a signature verification.",
+            )?,
+            jwt_validations: counter_vec(
+                "portcullis_jwt_validations_total",
+                "Token validations by result.",
+                &["result"],
+            )?,
+            rate_limited: counter_vec(
+                "portcullis_rate_limited_total",
+                "Requests refused by a rate limit, by route and scope.",
+                &["route", "scope"],
+            )?,
+            rate_limit_store_errors: counter(
+                "portcullis_rate_limit_store_errors_total",
+                "Rate-limit checks the shared store could not answer (answered in memory instead).",
+            )?,
+            suspicious: counter_vec(
+                "portcullis_suspicious_requests_total",
+                "Suspicious requests by rule and action (logged, blocked).",
+                &["rule", "action"],
+            )?,
+            https_redirects: counter(
+                "portcullis_https_redirects_total",
+                "Plain-HTTP requests redirected to HTTPS.",
+            )?,
+            config_reloads: counter_vec(
+                "portcullis_config_reloads_total",
+                "Configuration reloads by result.",
+                &["result"],
+            )?,
+            access_log_dropped: counter(
+                "portcullis_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind.",
+            )?,
+            registry,
+        })
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn render(&self) -> (String, Vec<u8>) {
+        let encoder = TextEncoder::new();
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            log::error!("encoding metrics failed: {e}");
+        }
+        (encoder.format_type().to_string(), out)
+    }
+}
+
+/// A bounded method label.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,167 @@
+//! The end of a request: upstream failures mapped to the contract's answers (never a 500),
+//! and the metrics and access-log line every request gets.
+
+use std::sync::Arc;
+
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, Session};
+
+use crate::access_log::{timestamp, Entry};
+use crate::ctx::RequestCtx;
+use crate::error::Rejection;
+use crate::metrics::method_label;
+use crate::respond;
+use crate::state::State;
+
+/// Upstream-side failures by kind: (the answer, the upstream outcome label).
+fn classify(e: &Error) -> Option<(Rejection, &'static str)> {
+    use ErrorType::*;
+    let connect = matches!(
+        e.etype(),
+        ConnectTimedout
+            | ConnectRefused
+            | ConnectNoRoute
+            | ConnectError
+            | BindError
+            | ConnectProxyFailure
+            | TLSHandshakeFailure
+            | TLSHandshakeTimedout
+            | InvalidCert
+            | HandshakeError
+    );
+    if connect {
+        return Some((Rejection::BadGateway, "connect_error"));
+    }
+    if *e.esource() != ErrorSource::Upstream {
+        return None;
+    }
+    match e.etype() {
+        ReadTimedout | WriteTimedout => Some((Rejection::UpstreamTimeout, "timeout")),
+        _ => Some((Rejection::BadGateway, "error")),
+    }
+}
+
+pub async fn fail(
+    state: &Arc<State>,
+    session: &mut Session,
+    e: &Error,
+    ctx: &mut RequestCtx,
+) -> FailToProxy {
+    let rejection = match classify(e) {
+        Some((rejection, outcome)) => {
+            if outcome != "connect_error" {
+                count_upstream(state, ctx, outcome);
+            }
+            rejection
+        }
+        // The client's side broke (closed, sent garbage): answer 400 if it can still hear us.
+        None => match e.etype() {
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                }
+            }
+            ErrorType::HTTPStatus(code) if (400..500).contains(code) => {
+                Rejection::BadRequest(e.to_string())
+            }
+            _ if *e.esource() == ErrorSource::Downstream => {
+                Rejection::BadRequest("malformed request".into())
+            }
+            _ => Rejection::BadGateway,
+        },
+    };
+    let status = rejection.status();
+    if session.response_written().is_none() {
+        if let Err(write_error) = respond::reject(session, ctx, &rejection).await {
+            log::debug!("could not answer {status} to the client: {write_error}");
+        }
+    } else {
+        // Headers already went out: the body is cut short, nothing more can be said.
+        ctx.reason = Some(rejection.reason());
+    }
+    FailToProxy {
+        error_code: status,
+        can_reuse_downstream: false,
+    }
+}
+
+pub fn count_upstream(state: &State, ctx: &mut RequestCtx, outcome: &'static str) {
+    if let Some(pool) = &ctx.pool {
+        state
+            .metrics
+            .upstream_requests
+            .with_label_values(&[pool.name(), outcome])
+            .inc();
+    }
+    ctx.upstream_outcome = Some(outcome);
+}
+
+pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    let status = session
+        .response_written()
+        .map(|r| r.status.as_u16())
+        .unwrap_or(ctx.status);
+    // nginx's 499: the client went away before any answer.
+    let status = if status == 0 && e.is_some() {
+        499
+    } else {
+        status
+    };
+    let elapsed = ctx.started.elapsed();
+    let route = ctx.route_name().to_string();
+    let req = session.req_header();
+    let method = method_label(&req.method);
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[route.as_str(), method, itoa(status).as_str()])
+        .inc();
+    m.request_duration
+        .with_label_values(&[route.as_str()])
+        .observe(elapsed.as_secs_f64());
+    if ctx.upstream_outcome.is_none()
+        && ctx.pool.is_some()
+        && !ctx.tried.is_empty()
+        && ctx.reason.is_none()
+    {
+        let outcome = if status >= 500 { "error" } else { "success" };
+        count_upstream(state, ctx, outcome);
+    }
+    let peer = ctx
+        .tried
+        .last()
+        .and_then(|&i| ctx.pool.as_ref().and_then(|p| p.peers.get(i)))
+        .map(|slot| slot.peer.to_string());
+    let path = if ctx.path.is_empty() {
+        req.uri.path()
+    } else {
+        ctx.path.as_str()
+    };
+    let entry = Entry {
+        ts: timestamp(std::time::SystemTime::now()),
+        request_id: &ctx.request_id,
+        client_ip: ctx.client_ip.to_string(),
+        method: req.method.as_str(),
+        path,
+        route: ctx.route.as_ref().map(|r| r.name.as_str()),
+        status,
+        duration_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+        upstream: ctx
+            .pool
+            .as_ref()
+            .filter(|_| !ctx.tried.is_empty())
+            .map(|p| p.name()),
+        peer,
+        user: ctx.user.as_deref(),
+        reason: ctx.reason,
+        tries: (ctx.tried.len() > 1).then_some(ctx.tried.len() as u32),
+        bytes_sent: session.body_bytes_sent().max(ctx.bytes_sent),
+    };
+    if !state.log.write(&entry) {
+        m.access_log_dropped.inc();
+    }
+}
+
+fn itoa(n: u16) -> String {
+    n.to_string()
+}

@@ -1,0 +1,147 @@
+//! The one place that builds gateway-generated responses and finishes every response's
+//! headers. Pingora skips `response_filter` for responses written in `request_filter`, so both
+//! paths call `finish_headers`: a 401 or 429 carries the same security headers, request id,
+//! rate-limit and CORS headers as a proxied 200.
+
+use bytes::Bytes;
+use http::header::{
+    HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::ctx::RequestCtx;
+use crate::error::Rejection;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A response the gateway writes itself.
+pub struct Generated {
+    pub status: u16,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// The access log's `reason`.
+    pub reason: &'static str,
+}
+
+impl From<&Rejection> for Generated {
+    fn from(r: &Rejection) -> Self {
+        let body = serde_json::json!({ "error": r.code(), "message": r.to_string() });
+        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        match r {
+            Rejection::Unauthorized { challenge, .. } => {
+                headers.push((WWW_AUTHENTICATE, challenge.clone()))
+            }
+            Rejection::MethodNotAllowed { allow, .. } => {
+                let list = allow
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&list) {
+                    headers.push((ALLOW, v));
+                }
+            }
+            Rejection::UpstreamUnavailable {
+                retry_after: Some(secs),
+                ..
+            } => {
+                headers.push((RETRY_AFTER, HeaderValue::from(*secs)));
+            }
+            _ => {}
+        }
+        Generated {
+            status: r.status(),
+            headers,
+            body: Bytes::from(body.to_string()),
+            reason: r.reason(),
+        }
+    }
+}
+
+impl Generated {
+    /// A redirect with a small JSON body naming where to go.
+    pub fn redirect(status: u16, location: HeaderValue) -> Self {
+        let body = serde_json::json!({
+            "error": "https_required",
+            "message": format!("use {}", location.to_str().unwrap_or("https")),
+        });
+        Generated {
+            status,
+            headers: vec![
+                (LOCATION, location),
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            ],
+            body: Bytes::from(body.to_string()),
+            reason: "https_redirect",
+        }
+    }
+
+    /// An empty answer (CORS preflight).
+    pub fn empty(
+        status: u16,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        reason: &'static str,
+    ) -> Self {
+        Generated {
+            status,
+            headers,
+            body: Bytes::new(),
+            reason,
+        }
+    }
+}
+
+/// Writes a generated response and records it in the context for metrics and the log.
+pub async fn send(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    g: Generated,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(g.status, Some(g.headers.len() + 16))?;
+    for (name, value) in g.headers {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header(CONTENT_LENGTH, g.body.len())?;
+    finish_headers(&mut resp, ctx)?;
+    ctx.status = g.status;
+    ctx.reason = Some(g.reason);
+    ctx.bytes_sent = g.body.len();
+    let head_only = session.req_header().method == http::Method::HEAD || g.body.is_empty();
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(g.body), true).await?;
+    }
+    Ok(())
+}
+
+/// Sends the response for a rejection.
+pub async fn reject(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    r: &Rejection,
+) -> pingora::Result<()> {
+    send(session, ctx, Generated::from(r)).await
+}
+
+/// Headers every response gets, proxied or generated: the request id, the policies'
+/// response headers (security headers, CORS, rate limits) in that order, and no
+/// `Server`/`X-Powered-By` from anyone.
+pub fn finish_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    resp.remove_header("server");
+    resp.remove_header("x-powered-by");
+    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+        resp.insert_header(X_REQUEST_ID, id)?;
+    }
+    let snapshot = &ctx.snapshot;
+    for op in snapshot.security_headers(ctx.https) {
+        op.apply(resp)?;
+    }
+    for op in &ctx.response_ops {
+        op.apply(resp)?;
+    }
+    Ok(())
+}

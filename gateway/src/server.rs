@@ -1,0 +1,83 @@
+//! Assembles the pingora server: the proxy service on every plain and TLS listener (HTTP/1.1
+//! and h2 by ALPN), the health-check background service, and our own shutdown handling.
+
+use std::sync::Arc;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::*;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::RunArgs;
+
+use crate::health::HealthChecker;
+use crate::proxy::Proxy;
+use crate::shutdown::DrainWatch;
+use crate::state::State;
+use crate::tls::CertificateResolver;
+
+pub struct Options {
+    /// Take the listening sockets over from a running instance (pingora graceful upgrade).
+    pub upgrade: bool,
+    pub upgrade_sock: Option<String>,
+}
+
+/// Runs until shutdown; returns the process exit code.
+pub fn run(state: Arc<State>, options: Options) -> Result<(), String> {
+    let snapshot = state.current();
+    let server_cfg = &snapshot.config.server;
+    let first_port = server_cfg
+        .listen
+        .iter()
+        .chain(&server_cfg.tls_listen)
+        .next()
+        .map_or(0, |a| a.port());
+    let conf = ServerConf {
+        threads: server_cfg.threads,
+        grace_period_seconds: Some(server_cfg.grace_period.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: options
+            .upgrade_sock
+            .unwrap_or_else(|| format!("/tmp/portcullis-upgrade-{first_port}.sock")),
+        pid_file: format!("/tmp/portcullis-{first_port}.pid"),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        Proxy {
+            state: state.clone(),
+        },
+        "portcullis proxy",
+    );
+    for addr in &server_cfg.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    for addr in &server_cfg.tls_listen {
+        let mut settings = TlsSettings::with_callbacks(Box::new(CertificateResolver {
+            state: state.clone(),
+        }))
+        .map_err(|e| format!("cannot set up TLS on {addr}: {e}"))?;
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker {
+            state: state.clone(),
+        },
+    ));
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainWatch {
+            state: state.clone(),
+        }),
+    });
+    state.log.flush();
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Process-wide state shared by the proxy, the admin endpoint and the signal handlers.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::access_log::{self, AccessLog, Event};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+pub struct State {
+    pub config_path: PathBuf,
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub log: AccessLog,
+    /// Set on SIGTERM/SIGQUIT: `/readyz` answers 503 from then on.
+    pub draining: AtomicBool,
+    /// Requests between `new_ctx` and the end of `logging`.
+    pub in_flight: AtomicUsize,
+}
+
+impl State {
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Writes a structured event line (reloads, breaker transitions, suspicious requests).
+    pub fn event(&self, event: &str, fields: serde_json::Map<String, serde_json::Value>) {
+        let record = Event {
+            ts: access_log::timestamp(std::time::SystemTime::now()),
+            event,
+            fields,
+        };
+        if !self.log.write(&record) {
+            self.metrics.access_log_dropped.inc();
+        }
+    }
+
+    /// Re-reads the configuration file and swaps in a new snapshot, or keeps the running one
+    /// when the file is invalid. Runs off the request path (it may resolve DNS).
+    pub fn reload(&self) {
+        let previous = self.current();
+        let built = portcullis_config::load(&self.config_path)
+            .map_err(|errors| errors.to_string())
+            .and_then(|config| Snapshot::build(config, Some(&previous)).map_err(|e| e.to_string()));
+        match built {
+            Ok(next) => {
+                self.snapshot.store(Arc::new(next));
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                log::info!("configuration reloaded from {}", self.config_path.display());
+                self.event("config_reload", json_fields([("result", "success".into())]));
+            }
+            Err(errors) => {
+                let errors: String = errors;
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                log::error!(
+                    "configuration reload failed; the running configuration stays:\n{errors}"
+                );
+                self.event(
+                    "config_reload",
+                    json_fields([
+                        ("result", "error".into()),
+                        ("errors", errors.to_string().into()),
+                    ]),
+                );
+            }
+        }
+    }
+}
+
+pub fn json_fields<const N: usize>(
+    pairs: [(&str, serde_json::Value); N],
+) -> serde_json::Map<String, serde_json::Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Counts a request as in flight for its whole life (the drain waits for zero).
+pub struct InFlight(Arc<State>);
+
+impl InFlight {
+    pub fn new(state: &Arc<State>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
