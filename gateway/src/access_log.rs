@@ -1,17 +1,20 @@
 //! One JSON object per request on stdout (the contract's Logs section).
 //!
-//! Lines are handed to a writer thread over a bounded channel, so a slow stdout never blocks
-//! a proxy worker; if the writer falls behind by more than `CAPACITY` lines, further lines are
-//! dropped and counted (`portcullis_access_log_dropped_total`) rather than buffered without
-//! bound. Never a token, secret or API key: only the fields below are written.
+//! Proxy workers append lines to a shared buffer and never wait for stdout or wake another
+//! thread: a writer thread drains the buffer every `FLUSH_EVERY` (waking per request cost
+//! more than the proxying itself on a busy core). The buffer is bounded by `MAX_PENDING`
+//! bytes; if stdout falls that far behind, further lines are dropped and counted
+//! (`portcullis_access_log_dropped_total`) instead of growing memory without limit.
+//! Never a token, secret or API key: only the fields below are written.
 
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-const CAPACITY: usize = 65_536;
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 #[derive(Serialize)]
 pub struct Entry<'a> {
@@ -44,23 +47,26 @@ pub struct Event<'a> {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-enum Message {
-    Line(Vec<u8>),
-    /// Write out everything queued before this, then acknowledge.
-    Flush(SyncSender<()>),
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// Flush requests not yet served (see `flush`).
+    flushes_requested: u64,
+    flushes_done: u64,
 }
 
 pub struct AccessLog {
-    tx: SyncSender<Message>,
+    shared: Arc<(Mutex<Pending>, Condvar)>,
 }
 
 impl AccessLog {
     pub fn start() -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel::<Message>(CAPACITY);
+        let shared = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_loop(rx))?;
-        Ok(AccessLog { tx })
+            .spawn(move || write_loop(&writer))?;
+        Ok(AccessLog { shared })
     }
 
     /// Queues one line; returns false when it had to be dropped.
@@ -69,40 +75,54 @@ impl AccessLog {
             return false;
         };
         line.push(b'\n');
-        match self.tx.try_send(Message::Line(line)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        let Ok(mut pending) = self.shared.0.lock() else {
+            return false;
+        };
+        if pending.buf.len() + line.len() > MAX_PENDING {
+            return false;
         }
+        pending.buf.extend_from_slice(&line);
+        true
     }
 
     /// Writes out everything queued so far (before the process exits), waiting at most 2 s.
     pub fn flush(&self) {
-        let (ack_tx, ack_rx) = sync_channel::<()>(1);
-        if self.tx.send(Message::Flush(ack_tx)).is_ok() {
-            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(2));
-        }
+        let (lock, signal) = &*self.shared;
+        let Ok(mut pending) = lock.lock() else { return };
+        pending.flushes_requested += 1;
+        let wanted = pending.flushes_requested;
+        signal.notify_all();
+        let _ =
+            signal.wait_timeout_while(pending, Duration::from_secs(2), |p| p.flushes_done < wanted);
     }
 }
 
-fn write_loop(rx: Receiver<Message>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        // Batch whatever is already queued into one write.
-        while let Some(message) = next.take() {
-            match message {
-                Message::Line(line) => {
-                    let _ = out.write_all(&line);
-                }
-                Message::Flush(ack) => {
-                    let _ = out.flush();
-                    let _ = ack.try_send(());
-                }
-            }
-            next = rx.try_recv().ok();
+fn write_loop(shared: &(Mutex<Pending>, Condvar)) {
+    let (lock, signal) = shared;
+    let mut out = std::io::stdout();
+    let mut batch = Vec::with_capacity(64 * 1024);
+    loop {
+        let served = {
+            let Ok(pending) = lock.lock() else { return };
+            let Ok((mut pending, _)) = signal.wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                p.flushes_requested == p.flushes_done
+            }) else {
+                return;
+            };
+            std::mem::swap(&mut batch, &mut pending.buf);
+            pending.flushes_requested
+        };
+        if !batch.is_empty() {
+            let _ = out.write_all(&batch);
+            let _ = out.flush();
+            batch.clear();
         }
-        let _ = out.flush();
+        if let Ok(mut pending) = lock.lock() {
+            if pending.flushes_done < served {
+                pending.flushes_done = served;
+                signal.notify_all();
+            }
+        }
     }
 }
 
