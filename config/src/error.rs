@@ -80,7 +80,8 @@ mod tests {
         assert_eq!(idx.line_col(0), (1, 1));
         assert_eq!(idx.line_col(4), (1, 5));
         assert_eq!(idx.line_col(6), (2, 1));
-        assert_eq!(idx.line_col(13), (4, 1));
+        assert_eq!(idx.line_col(13), (3, 1));
+        assert_eq!(idx.line_col(14), (4, 1));
         assert_eq!(idx.line_col(999), (4, 6));
     }
 }
