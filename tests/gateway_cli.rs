@@ -135,3 +135,16 @@ fn a_taken_address_exits_1_with_one_line() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+#[test]
+fn sections_this_build_does_not_enforce_are_refused_not_ignored() {
+    let good = config(8080, 9901, 3000);
+    let with_jwt = good.clone() + "\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let (code, _, err) = check("jwt.toml", &with_jwt);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("jwt.toml:{}:", line_of(&with_jwt, "[jwt]")))
+            && err.contains("not available"),
+        "{err}"
+    );
+}

@@ -216,3 +216,52 @@ fn hop_by_hop_and_identity_of_the_backend_are_stripped_and_keys_injected() {
             && !r.gw.stderr().contains("injected-secret-key")
     );
 }
+
+#[test]
+fn security_headers_on_proxied_and_generated_responses_and_no_hsts_over_http() {
+    let r = rig("");
+    for resp in [
+        r.gw.get("/api/music/1"),
+        r.gw.get("/nothing"),
+        r.gw.get("/../x"),
+    ] {
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            resp.status
+        );
+        assert_eq!(resp.header("x-frame-options"), Some("SAMEORIGIN"));
+        assert_eq!(resp.header("referrer-policy"), Some("no-referrer"));
+        assert!(resp
+            .header("content-security-policy")
+            .is_some_and(|v| v.contains("default-src 'self'")));
+        assert!(resp.header("strict-transport-security").is_none());
+    }
+}
+
+#[test]
+fn security_header_overrides_replace_and_remove() {
+    let backend = Backend::start_with(
+        "weak",
+        std::time::Duration::ZERO,
+        &[("X-Frame-Options", "ALLOWALL")],
+    );
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", backend.port)
+        + "[security_headers]\n\"content-security-policy\" = \"default-src 'none'\"\n\"referrer-policy\" = \"\"\n\n"
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let gw = Gateway::start("headers", port, admin, &config, &[]);
+    let resp = gw.get("/page");
+    assert_eq!(
+        resp.header("content-security-policy"),
+        Some("default-src 'none'")
+    );
+    assert!(resp.header("referrer-policy").is_none());
+    assert_eq!(
+        resp.header("x-frame-options"),
+        Some("SAMEORIGIN"),
+        "the backend cannot weaken it"
+    );
+}

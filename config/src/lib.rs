@@ -78,22 +78,26 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
     let upstreams = sections::upstreams::upstreams(upstream_field.and_then(|f| f.section(d)), d);
 
     let jwt = root
-        .get("jwt")
+        .get_located("jwt", d)
         .map(|f| f.section(d).and_then(|s| sections::jwt::jwt(s, base, d)));
-    let policy_field = root.get("rate_limits");
+    let policy_field = root.get_located("rate_limits", d);
     let policy_names: HashSet<String> = policy_field
         .as_ref()
         .and_then(|f| f.node_table_keys())
         .unwrap_or_default();
     let rate_limits = sections::limits::policies(policy_field.and_then(|f| f.section(d)), d);
-    let store = root.get("rate_limit_store").and_then(|f| f.section(d));
+    let store = root
+        .get_located("rate_limit_store", d)
+        .and_then(|f| f.section(d));
     let store = sections::limits::store(store, d);
-    let headers = root.get("security_headers").and_then(|f| f.section(d));
+    let headers = root
+        .get_located("security_headers", d)
+        .and_then(|f| f.section(d));
     let security_headers = sections::edge::security_headers(headers, d);
     let cors = root
-        .get("cors")
+        .get_located("cors", d)
         .map(|f| f.section(d).and_then(|s| sections::edge::cors(s, d)));
-    let suspicious = root.get("suspicious").and_then(|f| f.section(d));
+    let suspicious = root.get_located("suspicious", d).and_then(|f| f.section(d));
     let suspicious = sections::edge::suspicious(suspicious, d);
 
     let cx = sections::routes::Context {
@@ -106,6 +110,7 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
     let routes = sections::routes::routes(root.get("routes"), &cx, d);
 
     Some(Config {
+        locations: std::mem::take(&mut d.locations),
         source: path.to_path_buf(),
         server: server?,
         admin: admin?,

@@ -32,6 +32,9 @@ pub struct Config {
     pub security_headers: SecurityHeaders,
     pub cors: Option<Cors>,
     pub suspicious: Suspicious,
+    /// Where selected keys sit in the file (sections, retry and breaker tables, ...), by key
+    /// path, for problems found after loading.
+    pub locations: BTreeMap<String, crate::Location>,
 }
 
 // === [server] ===

@@ -20,6 +20,8 @@ pub(crate) struct Diag<'s> {
     lines: LineIndex<'s>,
     env: &'s dyn Fn(&str) -> Option<String>,
     pub(crate) errors: Vec<ConfigError>,
+    /// Where every key that was read sits, by key path.
+    pub(crate) locations: std::collections::BTreeMap<String, Location>,
 }
 
 impl<'s> Diag<'s> {
@@ -33,6 +35,7 @@ impl<'s> Diag<'s> {
             lines: LineIndex::new(source),
             env,
             errors: Vec::new(),
+            locations: Default::default(),
         }
     }
 
@@ -146,6 +149,17 @@ impl<'a> Section<'a> {
             span,
             key_span: k.span(),
         })
+    }
+
+    /// Like `get`, and remembers where the key sits (for checks made after loading).
+    pub(crate) fn get_located(&mut self, key: &'a str, d: &mut Diag) -> Option<Field<'a>> {
+        let field = self.get(key)?;
+        let at = d.location(
+            &field.key_span.clone().or_else(|| field.span.clone()),
+            &field.path,
+        );
+        d.locations.insert(field.path.clone(), at);
+        Some(field)
     }
 
     /// Like `get`, but a missing key is an error.

@@ -13,6 +13,7 @@ use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 use crate::error::Rejection;
+use crate::respond_ops::ApplyHeaderOp;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -131,8 +132,6 @@ pub async fn reject(
 /// response headers (security headers, CORS, rate limits) in that order, and no
 /// `Server`/`X-Powered-By` from anyone.
 pub fn finish_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-    resp.remove_header("server");
-    resp.remove_header("x-powered-by");
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         resp.insert_header(X_REQUEST_ID, id)?;
     }

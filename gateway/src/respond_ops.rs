@@ -1,17 +1,15 @@
-//! Header operations the policies ask for, applied to a pingora response header.
+//! Applies the policies' header operations to a pingora response header (pingora keeps its
+//! own header-name case map, so changes go through its methods, not the raw map).
 
-use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
+pub use portcullis_edge::HeaderOp;
 
-#[derive(Debug, Clone)]
-pub enum HeaderOp {
-    Set(HeaderName, HeaderValue),
-    Append(HeaderName, HeaderValue),
-    Remove(HeaderName),
+pub trait ApplyHeaderOp {
+    fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()>;
 }
 
-impl HeaderOp {
-    pub fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
+impl ApplyHeaderOp for HeaderOp {
+    fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
         match self {
             HeaderOp::Set(n, v) => resp.insert_header(n.clone(), v.clone()),
             HeaderOp::Append(n, v) => resp.append_header(n.clone(), v.clone()).map(|_| ()),

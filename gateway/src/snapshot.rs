@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_config::Config;
+use portcullis_edge::SecurityHeaders;
 use portcullis_routing::{Router, TrustedProxies};
 
 use crate::respond_ops::HeaderOp;
@@ -29,14 +30,14 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
     /// Headers that carry verified claims upstream; client copies are always stripped.
     pub identity_headers: Vec<http::HeaderName>,
-    /// Response headers for plain-HTTP and HTTPS requests.
-    security_plain: Vec<HeaderOp>,
-    security_https: Vec<HeaderOp>,
+    /// Security response headers (Helmet-grade defaults plus overrides).
+    security_headers: SecurityHeaders,
 }
 
 impl Snapshot {
     /// Builds every runtime piece; `previous` lends state that must survive a reload.
     pub fn build(config: Config, _previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
+        refuse_pending(&config)?;
         let tls = match &config.server.tls {
             Some(files) => Some(Arc::new(TlsMaterial::load(files).map_err(|e| {
                 BuildError {
@@ -58,23 +59,48 @@ impl Snapshot {
             .as_ref()
             .map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()).collect())
             .unwrap_or_default();
+        let security_headers = SecurityHeaders::new(&config.security_headers);
         Ok(Snapshot {
+            security_headers,
             tls,
             identity_headers,
             config: Arc::new(config),
             router,
             trusted,
             upstreams,
-            security_plain: Vec::new(),
-            security_https: Vec::new(),
         })
     }
 
     pub fn security_headers(&self, https: bool) -> &[HeaderOp] {
-        if https {
-            &self.security_https
-        } else {
-            &self.security_plain
+        self.security_headers.operations(https)
+    }
+}
+
+/// Keys whose policies this build does not enforce yet. The contract names them and the
+/// loader understands them, but accepting one and silently ignoring it could leave a route
+/// the operator believes protected wide open, so such a file is refused instead.
+fn refuse_pending(config: &Config) -> Result<(), BuildError> {
+    let suspicious_on = config.suspicious.mode != portcullis_config::SuspiciousMode::Off;
+    for (path, at) in &config.locations {
+        let pending = match path.as_str() {
+            "jwt" => Some("JWT authentication"),
+            "rate_limits" | "rate_limit_store" => Some("rate limiting"),
+            "cors" => Some("CORS"),
+            "suspicious" if suspicious_on => {
+                Some("suspicious-request detection (only mode = \"off\" is accepted)")
+            }
+            "server.https_redirect" if config.server.https_redirect => Some("the HTTPS redirect"),
+            "server.request_header_timeout" => Some("the request-header deadline"),
+            p if p.ends_with(".retry") => Some("status-driven retries"),
+            p if p.ends_with(".circuit_breaker") => Some("the circuit breaker"),
+            _ => None,
+        };
+        if let Some(what) = pending {
+            return Err(BuildError {
+                at: at.clone(),
+                message: format!("{what} is not available in this build yet; remove this key rather than have it silently ignored"),
+            });
         }
     }
+    Ok(())
 }

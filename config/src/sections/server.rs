@@ -32,7 +32,9 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
     let key = s
         .get("tls_key")
         .and_then(|f| file_path(&f, base, d).map(|p| (p, f.location(d))));
-    let https_redirect = s.get("https_redirect").map_or(Some(false), |f| f.bool(d));
+    let https_redirect = s
+        .get_located("https_redirect", d)
+        .map_or(Some(false), |f| f.bool(d));
     let https_port = s
         .get("https_port")
         .map_or(Some(443), |f| f.int(d, 1, 65535))

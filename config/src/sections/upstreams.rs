@@ -76,7 +76,7 @@ fn upstream(name: &str, mut s: Section, d: &mut Diag) -> Option<Upstream> {
     let health_check = s
         .get("health_check")
         .map(|f| f.section(d).and_then(|s| health_check(s, d)));
-    let retry_field = s.get("retry").map(|f| f.section(d));
+    let retry_field = s.get_located("retry", d).map(|f| f.section(d));
     let breaker = s
         .get("circuit_breaker")
         .map(|f| f.section(d).and_then(|s| circuit_breaker(s, d)));

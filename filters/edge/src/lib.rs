@@ -1,1 +1,19 @@
-//! portcullis-edge
+//! Edge policies: security response headers (and, as they land, CORS, HTTPS redirects and
+//! suspicious-request detection). Plain Rust, no pingora: each policy returns header
+//! operations or a verdict, and the gateway applies them.
+
+pub mod security_headers;
+
+pub use security_headers::SecurityHeaders;
+
+use http::{HeaderName, HeaderValue};
+
+/// One change to a response's headers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderOp {
+    /// Replace every value of the header with this one.
+    Set(HeaderName, HeaderValue),
+    /// Add a value, keeping existing ones (e.g. `Vary`).
+    Append(HeaderName, HeaderValue),
+    Remove(HeaderName),
+}
