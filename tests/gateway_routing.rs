@@ -265,3 +265,43 @@ fn security_header_overrides_replace_and_remove() {
         "the backend cannot weaken it"
     );
 }
+
+#[test]
+fn oversized_header_sections_get_431_and_unknown_hosts_400() {
+    let backend = Backend::start("app");
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "hosts = [\"music.example.com\"]\nmax_request_header_bytes = 2048\nmax_request_headers = 20\n")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", backend.port)
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let gw = Gateway::start("limits", port, admin, &config, &[]);
+    let host = [("Host", "music.example.com")];
+    assert_eq!(gw.request("GET", "/ok", &host, b"").status, 200);
+    let big = "x".repeat(3000);
+    let resp = gw.request(
+        "GET",
+        "/big",
+        &[("Host", "music.example.com"), ("X-Big", big.as_str())],
+        b"",
+    );
+    assert_eq!(
+        (resp.status, resp.error_code()),
+        (431, "request_header_fields_too_large".to_string())
+    );
+    let many: Vec<(String, String)> = (0..25)
+        .map(|i| (format!("x-h{i}"), "1".to_string()))
+        .collect();
+    let mut headers: Vec<(&str, &str)> =
+        many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    headers.push(("Host", "music.example.com"));
+    assert_eq!(gw.request("GET", "/many", &headers, b"").status, 431);
+    let resp = gw.request("GET", "/other", &[("Host", "evil.example.net")], b"");
+    assert_eq!(
+        (resp.status, resp.error_code()),
+        (400, "bad_request".to_string())
+    );
+    assert_eq!(
+        backend.count(),
+        1,
+        "only the accepted request reached the backend"
+    );
+}

@@ -11,6 +11,7 @@ use portcullis_routing::{normalize, replace_prefix, request_id, RouteMatch};
 use crate::ctx::RequestCtx;
 use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
+use crate::respond_ops::HeaderOp;
 use crate::state::State;
 
 /// Why the request phase stopped: a rejection or another generated answer.
@@ -26,13 +27,86 @@ impl From<Rejection> for Stop {
 }
 
 pub async fn admit(
-    _state: &Arc<State>,
+    state: &Arc<State>,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), Stop> {
     identify(session, ctx);
+    header_limits(session, ctx)?;
+    accepted_host(ctx)?;
     route(session, ctx)?;
+    rate_limit(state, ctx)?;
     Ok(())
+}
+
+/// Pingora accepts header sections up to 1 MiB and 256 fields; the gateway's own, much
+/// tighter limits (16 KiB and 100 fields by default, like nginx's large_client_header_buffers)
+/// keep one client from pinning large buffers. Answered 431 (RFC 6585 section 5).
+fn header_limits(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
+    let server = &ctx.snapshot.config.server;
+    let req = session.req_header();
+    if req.headers.len() > server.max_request_headers {
+        return Err(Rejection::HeadersTooLarge.into());
+    }
+    let target = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let size = req.method.as_str().len()
+        + target
+        + 12
+        + req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > server.max_request_header_bytes {
+        return Err(Rejection::HeadersTooLarge.into());
+    }
+    Ok(())
+}
+
+/// With `server.hosts` set, other Host names are refused (no virtual host is served for
+/// them). The HTTPS redirect, when it lands, runs first and sends them to `hosts[0]`.
+fn accepted_host(ctx: &RequestCtx) -> Result<(), Stop> {
+    let hosts = &ctx.snapshot.config.server.hosts;
+    if hosts.is_empty() || ctx.host.as_ref().is_some_and(|h| hosts.contains(h)) {
+        return Ok(());
+    }
+    Err(Rejection::BadRequest("this host is not served here".into()).into())
+}
+
+/// The route's rate-limit policy: every response of a limited route carries the limit
+/// headers; a refusal is 429 and consumes nothing.
+fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
+    let Some(route) = ctx.route.clone() else {
+        return Ok(());
+    };
+    let snapshot = ctx.snapshot.clone();
+    let Some(policy) = route
+        .rate_limit
+        .as_ref()
+        .and_then(|name| snapshot.config.rate_limits.get(name))
+    else {
+        return Ok(());
+    };
+    let decision = state
+        .limiter
+        .check(policy, ctx.client_ip, ctx.user.as_deref());
+    ctx.response_ops.extend(
+        decision
+            .headers
+            .into_iter()
+            .map(|(n, v)| HeaderOp::Set(n, v)),
+    );
+    match decision.refused {
+        None => Ok(()),
+        Some(scope) => {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&[route.name.as_str(), scope.as_str()])
+                .inc();
+            Err(Rejection::RateLimited.into())
+        }
+    }
 }
 
 /// Request id, client IP (trusted-proxy rule), scheme and host.

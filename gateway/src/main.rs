@@ -143,7 +143,9 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
     let metrics = metrics::Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
     let log =
         access_log::AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
+    let limiter = portcullis_ratelimit::RateLimiter::new(snapshot.config.rate_limit_store.max_keys);
     let state = Arc::new(State {
+        limiter,
         config_path: cli.config.clone(),
         snapshot: ArcSwap::from_pointee(snapshot),
         metrics,

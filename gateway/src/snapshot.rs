@@ -84,7 +84,10 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
     for (path, at) in &config.locations {
         let pending = match path.as_str() {
             "jwt" => Some("JWT authentication"),
-            "rate_limits" | "rate_limit_store" => Some("rate limiting"),
+            p if p.starts_with("rate_limits.") && p.ends_with(".per_user") => {
+                Some("per-user rate limiting (it needs JWT)")
+            }
+            "rate_limit_store.url" => Some("the Redis rate-limit store"),
             "cors" => Some("CORS"),
             "suspicious" if suspicious_on => {
                 Some("suspicious-request detection (only mode = \"off\" is accepted)")

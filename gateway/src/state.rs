@@ -19,6 +19,8 @@ pub struct State {
     pub draining: AtomicBool,
     /// Requests between `new_ctx` and the end of `logging`.
     pub in_flight: AtomicUsize,
+    /// Rate-limit buckets. Process-wide, so a reload keeps every client's budget.
+    pub limiter: portcullis_ratelimit::RateLimiter,
 }
 
 impl State {

@@ -23,7 +23,7 @@ pub(crate) fn policies(section: Option<Section>, d: &mut Diag) -> BTreeMap<Strin
             continue;
         };
         let per_ip = p.get("per_ip").map(|f| f.rate(d));
-        let per_user = p.get("per_user").map(|f| f.rate(d));
+        let per_user = p.get_located("per_user", d).map(|f| f.rate(d));
         let span = p.span.clone();
         p.finish(d);
         if per_ip.is_none() && per_user.is_none() {
@@ -69,7 +69,7 @@ pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitS
         }
         Some(k)
     });
-    let url_field = s.get("url");
+    let url_field = s.get_located("url", d);
     let url = url_field.as_ref().map(|f| {
         let u = f.non_empty_string(d)?;
         if !(u.starts_with("redis://")

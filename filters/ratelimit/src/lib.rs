@@ -1,1 +1,191 @@
-//! portcullis-ratelimit
+//! Per-IP (and, once JWT lands, per-user) rate limits: GCRA token buckets in a bounded
+//! in-memory store, with the contract's response headers. Plain Rust, no pingora.
+
+pub mod gcra;
+pub mod headers;
+pub mod memory;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use http::{HeaderName, HeaderValue};
+use portcullis_config::{Rate, RatePolicy};
+
+use memory::KeyedStore;
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Ip,
+    User,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ip => "ip",
+            Scope::User => "user",
+        }
+    }
+}
+
+/// The outcome of one check: whether to admit, and the headers to put on the response.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub allowed: bool,
+    pub refused: Option<Scope>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+pub struct RateLimiter {
+    store: KeyedStore,
+    max_keys: usize,
+    epoch: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(max_keys: usize) -> Self {
+        RateLimiter {
+            store: KeyedStore::new(max_keys),
+            max_keys,
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    /// Checks every limit of `policy` that applies; a request must pass all of them, and a
+    /// refused request consumes nothing from any.
+    pub fn check(&self, policy: &RatePolicy, ip: IpAddr, user: Option<&str>) -> Decision {
+        self.check_at(policy, ip, user, self.epoch.elapsed().as_nanos() as u64 + 1)
+    }
+
+    pub fn check_at(
+        &self,
+        policy: &RatePolicy,
+        ip: IpAddr,
+        user: Option<&str>,
+        now: u64,
+    ) -> Decision {
+        let mut scopes: Vec<(Scope, &Rate, u64)> = Vec::with_capacity(2);
+        if let Some(rate) = &policy.per_ip {
+            scopes.push((
+                Scope::Ip,
+                rate,
+                self.store
+                    .digest((&policy.name, rate.count, rate.period, "ip", ip)),
+            ));
+        }
+        if let (Some(rate), Some(user)) = (&policy.per_user, user) {
+            scopes.push((
+                Scope::User,
+                rate,
+                self.store
+                    .digest((&policy.name, rate.count, rate.period, "user", user)),
+            ));
+        }
+        // First look without consuming; only when every scope admits is anything consumed.
+        let checks: Vec<gcra::Check> = scopes
+            .iter()
+            .map(|(_, rate, key)| {
+                self.store
+                    .update(*key, now, |tat| (None, gcra::check(rate, tat, now)))
+            })
+            .collect();
+        let refused = scopes
+            .iter()
+            .zip(&checks)
+            .find(|(_, c)| !c.allowed)
+            .map(|((s, _, _), _)| *s);
+        if refused.is_none() {
+            for (_, rate, key) in &scopes {
+                self.store.update(*key, now, |tat| {
+                    let c = gcra::check(rate, tat, now);
+                    (c.allowed.then_some(c.next_tat), ())
+                });
+            }
+        }
+        let shown = headers::tightest(
+            &scopes.iter().map(|(_, r, _)| *r).collect::<Vec<_>>(),
+            &checks,
+        );
+        let headers = shown.map_or_else(Vec::new, |(rate, check)| {
+            headers::fields(&policy.name, rate, check, refused.is_some())
+        });
+        Decision {
+            allowed: refused.is_none(),
+            refused,
+            headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn policy(per_ip: Option<u32>, per_user: Option<u32>) -> RatePolicy {
+        let rate = |n| Rate {
+            count: n,
+            period: Duration::from_secs(60),
+        };
+        RatePolicy {
+            name: "p".into(),
+            per_ip: per_ip.map(rate),
+            per_user: per_user.map(rate),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_ip_allows_exactly_the_burst() {
+        let l = RateLimiter::new(1000);
+        let p = policy(Some(3), None);
+        let got: Vec<bool> = (0..4)
+            .map(|_| l.check_at(&p, ip("1.1.1.1"), None, SEC).allowed)
+            .collect();
+        assert_eq!(got, [true, true, true, false]);
+        assert!(
+            l.check_at(&p, ip("2.2.2.2"), None, SEC).allowed,
+            "another IP has its own bucket"
+        );
+    }
+
+    #[test]
+    fn per_user_follows_the_user_across_ips_and_anonymous_counts_per_ip() {
+        let l = RateLimiter::new(1000);
+        let p = policy(Some(100), Some(2));
+        assert!(l.check_at(&p, ip("1.1.1.1"), Some("alice"), SEC).allowed);
+        assert!(l.check_at(&p, ip("2.2.2.2"), Some("alice"), SEC).allowed);
+        let third = l.check_at(&p, ip("3.3.3.3"), Some("alice"), SEC);
+        assert_eq!(third.refused, Some(Scope::User));
+        assert!(l.check_at(&p, ip("3.3.3.3"), Some("bob"), SEC).allowed);
+        assert!(l.check_at(&p, ip("3.3.3.3"), None, SEC).allowed);
+    }
+
+    #[test]
+    fn a_refused_request_consumes_nothing() {
+        let l = RateLimiter::new(1000);
+        let p = policy(Some(2), Some(1));
+        assert!(l.check_at(&p, ip("1.1.1.1"), Some("alice"), SEC).allowed);
+        // alice is out of her per-user budget; these refusals must not eat the IP's budget.
+        for _ in 0..5 {
+            assert_eq!(
+                l.check_at(&p, ip("1.1.1.1"), Some("alice"), SEC).refused,
+                Some(Scope::User)
+            );
+        }
+        assert!(
+            l.check_at(&p, ip("1.1.1.1"), None, SEC).allowed,
+            "the IP still has one token"
+        );
+    }
+}
