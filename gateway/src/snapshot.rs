@@ -13,14 +13,32 @@ use crate::respond_ops::HeaderOp;
 use crate::tls::TlsMaterial;
 use crate::upstream::UpstreamPool;
 
-/// A problem found while building the runtime (a key or certificate that does not load),
-/// reported like a configuration error.
-#[derive(Debug, thiserror::Error)]
-#[error("{at}: {message}")]
-pub struct BuildError {
-    pub at: portcullis_config::Location,
-    pub message: String,
+/// Problems found while building the runtime (a certificate that does not load, a policy
+/// this build cannot enforce), reported like configuration errors: all at once, in file order.
+#[derive(Debug)]
+pub struct BuildError(pub Vec<(portcullis_config::Location, String)>);
+
+impl BuildError {
+    fn one(at: &portcullis_config::Location, message: String) -> Self {
+        BuildError(vec![(at.clone(), message)])
+    }
 }
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut errors: Vec<_> = self.0.iter().collect();
+        errors.sort_by_key(|(at, _)| (at.line, at.col));
+        for (i, (at, message)) in errors.into_iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{at}: {message}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
 
 pub struct Snapshot {
     pub tls: Option<Arc<TlsMaterial>>,
@@ -39,12 +57,11 @@ impl Snapshot {
     pub fn build(config: Config, _previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
         refuse_pending(&config)?;
         let tls = match &config.server.tls {
-            Some(files) => Some(Arc::new(TlsMaterial::load(files).map_err(|e| {
-                BuildError {
-                    at: files.cert_at.clone(),
-                    message: e.to_string(),
-                }
-            })?)),
+            Some(files) => {
+                Some(Arc::new(TlsMaterial::load(files).map_err(|e| {
+                    BuildError::one(&files.cert_at, e.to_string())
+                })?))
+            }
             None => None,
         };
         let router = Router::new(&config.routes, config.server.case_sensitive_routing);
@@ -81,6 +98,7 @@ impl Snapshot {
 /// the operator believes protected wide open, so such a file is refused instead.
 fn refuse_pending(config: &Config) -> Result<(), BuildError> {
     let suspicious_on = config.suspicious.mode != portcullis_config::SuspiciousMode::Off;
+    let mut errors = Vec::new();
     for (path, at) in &config.locations {
         let pending = match path.as_str() {
             "jwt" => Some("JWT authentication"),
@@ -99,11 +117,15 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
             _ => None,
         };
         if let Some(what) = pending {
-            return Err(BuildError {
-                at: at.clone(),
-                message: format!("{what} is not available in this build yet; remove this key rather than have it silently ignored"),
-            });
+            errors.push((
+                at.clone(),
+                format!("{what} is not available in this build yet; remove this key rather than have it silently ignored"),
+            ));
         }
     }
-    Ok(())
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError(errors))
+    }
 }
