@@ -13,6 +13,7 @@ use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
 use crate::respond_ops::HeaderOp;
 use crate::state::State;
+use portcullis_edge::Preflight;
 
 /// Why the request phase stopped: a rejection or another generated answer.
 pub enum Stop {
@@ -34,6 +35,7 @@ pub async fn admit(
     identify(session, ctx);
     header_limits(session, ctx)?;
     accepted_host(ctx)?;
+    cors(session, ctx)?;
     route(session, ctx)?;
     rate_limit(state, ctx)?;
     Ok(())
@@ -71,6 +73,41 @@ fn accepted_host(ctx: &RequestCtx) -> Result<(), Stop> {
         return Ok(());
     }
     Err(Rejection::BadRequest("this host is not served here".into()).into())
+}
+
+/// CORS: preflights are answered here and never reach the upstream; other requests carry
+/// the origin's CORS headers on their response.
+fn cors(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
+    let snapshot = ctx.snapshot.clone();
+    let Some(policy) = &snapshot.cors else {
+        return Ok(());
+    };
+    let req = session.req_header();
+    match policy.preflight(req) {
+        Some(Preflight::Allowed(ops)) => {
+            let headers = ops
+                .into_iter()
+                .filter_map(|op| match op {
+                    HeaderOp::Set(n, v) | HeaderOp::Append(n, v) => Some((n, v)),
+                    HeaderOp::Remove(_) => None,
+                })
+                .collect();
+            Err(Stop::Answer(Generated::empty(
+                204,
+                headers,
+                "cors_preflight",
+            )))
+        }
+        Some(Preflight::Refused) => Err(Rejection::Forbidden {
+            message: "this cross-origin request is not allowed".into(),
+            reason: "cors_preflight_refused",
+        }
+        .into()),
+        None => {
+            ctx.response_ops.extend(policy.response_headers(req));
+            Ok(())
+        }
+    }
 }
 
 /// The route's rate-limit policy: every response of a limited route carries the limit

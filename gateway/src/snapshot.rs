@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_config::Config;
-use portcullis_edge::SecurityHeaders;
+use portcullis_edge::{CorsPolicy, SecurityHeaders};
 use portcullis_routing::{Router, TrustedProxies};
 
 use crate::respond_ops::HeaderOp;
@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub identity_headers: Vec<http::HeaderName>,
     /// Security response headers (Helmet-grade defaults plus overrides).
     security_headers: SecurityHeaders,
+    /// `[cors]`, when configured.
+    pub cors: Option<CorsPolicy>,
 }
 
 impl Snapshot {
@@ -77,7 +79,9 @@ impl Snapshot {
             .map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()).collect())
             .unwrap_or_default();
         let security_headers = SecurityHeaders::new(&config.security_headers);
+        let cors = config.cors.as_ref().map(CorsPolicy::new);
         Ok(Snapshot {
+            cors,
             security_headers,
             tls,
             identity_headers,
@@ -106,7 +110,6 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
                 Some("per-user rate limiting (it needs JWT)")
             }
             "rate_limit_store.url" => Some("the Redis rate-limit store"),
-            "cors" => Some("CORS"),
             "suspicious" if suspicious_on => {
                 Some("suspicious-request detection (only mode = \"off\" is accepted)")
             }

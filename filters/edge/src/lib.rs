@@ -2,8 +2,10 @@
 //! suspicious-request detection). Plain Rust, no pingora: each policy returns header
 //! operations or a verdict, and the gateway applies them.
 
+pub mod cors;
 pub mod security_headers;
 
+pub use cors::{CorsPolicy, Preflight};
 pub use security_headers::SecurityHeaders;
 
 use http::{HeaderName, HeaderValue};
