@@ -305,3 +305,38 @@ fn oversized_header_sections_get_431_and_unknown_hosts_400() {
         "only the accepted request reached the backend"
     );
 }
+
+#[test]
+fn plain_http_is_redirected_to_the_canonical_https_origin() {
+    let backend = Backend::start("app");
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(
+        port,
+        admin,
+        "https_redirect = true\nhttps_port = 8443\nhosts = [\"music.example.com\"]\n",
+    ) + &format!(
+        "[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n",
+        backend.port
+    ) + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let gw = Gateway::start("redirect", port, admin, &config, &[]);
+    let host = [("Host", "music.example.com")];
+    let get = gw.request("GET", "/app/x?y=1", &host, b"");
+    assert_eq!(
+        (get.status, get.header("location")),
+        (301, Some("https://music.example.com:8443/app/x?y=1"))
+    );
+    assert!(
+        get.header("x-request-id").is_some() && get.header("strict-transport-security").is_none()
+    );
+    assert_eq!(get.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(gw.request("POST", "/app/x", &host, b"{}").status, 308);
+    let foreign = gw.request("GET", "/x", &[("Host", "evil.com")], b"");
+    assert_eq!(
+        foreign.header("location"),
+        Some("https://music.example.com:8443/x"),
+        "never an open redirect"
+    );
+    let acme = gw.request("GET", "/.well-known/acme-challenge/tok", &host, b"");
+    assert_eq!(acme.status, 200, "ACME challenges are proxied");
+    assert_eq!(gw.metric("portcullis_https_redirects_total", &[]), 3.0);
+}

@@ -13,7 +13,7 @@ use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
 use crate::respond_ops::HeaderOp;
 use crate::state::State;
-use portcullis_edge::Preflight;
+use portcullis_edge::{https, Preflight};
 
 /// Why the request phase stopped: a rejection or another generated answer.
 pub enum Stop {
@@ -34,6 +34,7 @@ pub async fn admit(
 ) -> Result<(), Stop> {
     identify(session, ctx);
     header_limits(session, ctx)?;
+    https_redirect(state, session, ctx)?;
     accepted_host(ctx)?;
     cors(session, ctx)?;
     route(session, ctx)?;
@@ -63,6 +64,32 @@ fn header_limits(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
         return Err(Rejection::HeadersTooLarge.into());
     }
     Ok(())
+}
+
+/// `https_redirect`: requests that arrived over plain HTTP (and not via a trusted proxy's
+/// `X-Forwarded-Proto: https`) are sent to the HTTPS origin; ACME HTTP-01 challenges pass.
+fn https_redirect(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
+    let server = &ctx.snapshot.config.server;
+    if !server.https_redirect || ctx.https || https::is_acme_challenge(&ctx.path) {
+        return Ok(());
+    }
+    let req = session.req_header();
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    match https::redirect(
+        &req.method,
+        ctx.host.as_deref(),
+        target,
+        &server.hosts,
+        server.https_port,
+    ) {
+        Some(r) => {
+            state.metrics.https_redirects.inc();
+            Err(Stop::Answer(Generated::redirect(r.status, r.location)))
+        }
+        None => {
+            Err(Rejection::BadRequest("the Host header is not a valid host name".into()).into())
+        }
+    }
 }
 
 /// With `server.hosts` set, other Host names are refused (no virtual host is served for

@@ -113,7 +113,6 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
             "suspicious" if suspicious_on => {
                 Some("suspicious-request detection (only mode = \"off\" is accepted)")
             }
-            "server.https_redirect" if config.server.https_redirect => Some("the HTTPS redirect"),
             "server.request_header_timeout" => Some("the request-header deadline"),
             p if p.ends_with(".retry") => Some("status-driven retries"),
             p if p.ends_with(".circuit_breaker") => Some("the circuit breaker"),

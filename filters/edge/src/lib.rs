@@ -3,6 +3,7 @@
 //! operations or a verdict, and the gateway applies them.
 
 pub mod cors;
+pub mod https;
 pub mod security_headers;
 
 pub use cors::{CorsPolicy, Preflight};
