@@ -404,11 +404,6 @@ impl<'a> Field<'a> {
         ok.then_some(out)
     }
 
-    /// A list of strings (each `${ENV}`-interpolated).
-    pub(crate) fn strings(&self, d: &mut Diag) -> Option<Vec<String>> {
-        self.list(d, |f, d| f.string(d))
-    }
-
     /// A table (`[x.y]` or inline), read key by key.
     pub(crate) fn section(&self, d: &mut Diag) -> Option<Section<'a>> {
         match self.node.table_like() {

@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::state::State;
 
 const MAX_HEAD: usize = 8 * 1024;
+/// The Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Binds now (so a taken address fails start-up) and serves on a dedicated thread.
 pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Result<()> {
@@ -99,18 +101,7 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
             b"draining\n".to_vec(),
         ),
         (b"GET" | b"HEAD", b"/readyz") => ("200 OK", "text/plain", b"ready\n".to_vec()),
-        (b"GET" | b"HEAD", b"/metrics") => {
-            let (ctype, body) = state.metrics.render();
-            (
-                "200 OK",
-                if ctype.is_empty() {
-                    "text/plain"
-                } else {
-                    leak_free(&ctype)
-                },
-                body,
-            )
-        }
+        (b"GET" | b"HEAD", b"/metrics") => ("200 OK", PROMETHEUS_TEXT, state.metrics.render()),
         (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
         _ => (
             "405 Method Not Allowed",
@@ -128,15 +119,6 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         let _ = stream.write_all(&body).await;
     }
     let _ = stream.shutdown().await;
-}
-
-/// The Prometheus text format's content type is a fixed string; map it to a static.
-fn leak_free(ctype: &str) -> &'static str {
-    if ctype.starts_with("text/plain") {
-        "text/plain; version=0.0.4; charset=utf-8"
-    } else {
-        "text/plain"
-    }
 }
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

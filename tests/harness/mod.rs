@@ -113,8 +113,6 @@ pub fn send(
     body: &[u8],
     close: bool,
 ) {
-    let started = Instant::now();
-    let _ = started;
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
