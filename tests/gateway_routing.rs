@@ -23,6 +23,9 @@ fn rig(trusted: &str) -> Rig {
     let config = server_section(port, admin, trusted)
         + &format!("[upstreams.a]\npeers = [\"127.0.0.1:{}\"]\nrequest_headers = {{ \"x-api-key\" = \"${{PC_TEST_KEY}}\" }}\n\n", a.port)
         + &format!("[upstreams.b]\npeers = [\"127.0.0.1:{}\"]\n\n", b.port)
+        // Detection off: these tests are about routing and normalisation alone (with the
+        // default `block`, a raw `../` is refused as path traversal before routing).
+        + "[suspicious]\nmode = \"off\"\n\n"
         + "[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"a\"\n\n"
         + "[[routes]]\nname = \"music\"\npath_prefix = \"/api/music\"\nupstream = \"b\"\n\n"
         + "[[routes]]\nname = \"generate\"\npath_prefix = \"/api/generate\"\nupstream = \"b\"\nmethods = [\"POST\"]\nreplace_prefix = \"/v1/music\"\n";

@@ -12,7 +12,7 @@ use crate::ctx::RequestCtx;
 use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
 use crate::respond_ops::HeaderOp;
-use crate::state::State;
+use crate::state::{json_fields, State};
 use portcullis_edge::{https, Preflight};
 
 /// Why the request phase stopped: a rejection or another generated answer.
@@ -34,6 +34,7 @@ pub async fn admit(
 ) -> Result<(), Stop> {
     identify(session, ctx);
     header_limits(session, ctx)?;
+    suspicious(state, session, ctx)?;
     https_redirect(state, session, ctx)?;
     accepted_host(ctx)?;
     cors(session, ctx)?;
@@ -62,6 +63,58 @@ fn header_limits(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
             .sum::<usize>();
     if size > server.max_request_header_bytes {
         return Err(Rejection::HeadersTooLarge.into());
+    }
+    Ok(())
+}
+
+/// Suspicious requests: a banned client is refused at once; a rule match is counted and
+/// logged as an event, and in `block` mode refused with 403 and counted toward a ban.
+fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
+    let snapshot = &ctx.snapshot;
+    let Some(detector) = &snapshot.detector else {
+        return Ok(());
+    };
+    let now = std::time::Instant::now();
+    if snapshot.bans.check(ctx.client_ip, now).is_some() {
+        state
+            .metrics
+            .suspicious
+            .with_label_values(&["banned", "blocked"])
+            .inc();
+        return Err(Rejection::Forbidden {
+            message: "this client is temporarily banned".into(),
+            reason: "banned",
+        }
+        .into());
+    }
+    let Some(finding) = detector.inspect(session.req_header()) else {
+        return Ok(());
+    };
+    let block = snapshot.config.suspicious.mode == portcullis_config::SuspiciousMode::Block;
+    let action = if block { "blocked" } else { "logged" };
+    state
+        .metrics
+        .suspicious
+        .with_label_values(&[finding.rule, action])
+        .inc();
+    let banned = block && snapshot.bans.record_block(ctx.client_ip, now);
+    state.event(
+        "suspicious_request",
+        json_fields([
+            ("rule", finding.rule.into()),
+            ("action", action.into()),
+            ("client_ip", ctx.client_ip.to_string().into()),
+            ("request", ctx.request_id.clone().into()),
+            ("detail", finding.detail.into()),
+            ("banned", banned.into()),
+        ]),
+    );
+    if block {
+        return Err(Rejection::Forbidden {
+            message: "this request looks like an attack".into(),
+            reason: finding.rule,
+        }
+        .into());
     }
     Ok(())
 }

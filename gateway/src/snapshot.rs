@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_config::Config;
-use portcullis_edge::{CorsPolicy, SecurityHeaders};
+use portcullis_config::SuspiciousMode;
+use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
 use portcullis_routing::{Router, TrustedProxies};
 
 use crate::respond_ops::HeaderOp;
@@ -52,6 +53,10 @@ pub struct Snapshot {
     security_headers: SecurityHeaders,
     /// `[cors]`, when configured.
     pub cors: Option<CorsPolicy>,
+    /// Suspicious-request rules (None when `mode = "off"`) and the auto-ban table. A reload
+    /// builds a fresh table (bans are lifted).
+    pub detector: Option<Detector>,
+    pub bans: BanList,
 }
 
 impl Snapshot {
@@ -80,7 +85,12 @@ impl Snapshot {
             .unwrap_or_default();
         let security_headers = SecurityHeaders::new(&config.security_headers);
         let cors = config.cors.as_ref().map(CorsPolicy::new);
+        let detector = (config.suspicious.mode != SuspiciousMode::Off)
+            .then(|| Detector::new(&config.suspicious));
+        let bans = BanList::new(&config.suspicious);
         Ok(Snapshot {
+            detector,
+            bans,
             cors,
             security_headers,
             tls,
@@ -101,7 +111,6 @@ impl Snapshot {
 /// loader understands them, but accepting one and silently ignoring it could leave a route
 /// the operator believes protected wide open, so such a file is refused instead.
 fn refuse_pending(config: &Config) -> Result<(), BuildError> {
-    let suspicious_on = config.suspicious.mode != portcullis_config::SuspiciousMode::Off;
     let mut errors = Vec::new();
     for (path, at) in &config.locations {
         let pending = match path.as_str() {
@@ -110,9 +119,6 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
                 Some("per-user rate limiting (it needs JWT)")
             }
             "rate_limit_store.url" => Some("the Redis rate-limit store"),
-            "suspicious" if suspicious_on => {
-                Some("suspicious-request detection (only mode = \"off\" is accepted)")
-            }
             "server.request_header_timeout" => Some("the request-header deadline"),
             p if p.ends_with(".retry") => Some("status-driven retries"),
             p if p.ends_with(".circuit_breaker") => Some("the circuit breaker"),

@@ -2,12 +2,16 @@
 //! suspicious-request detection). Plain Rust, no pingora: each policy returns header
 //! operations or a verdict, and the gateway applies them.
 
+pub mod ban;
 pub mod cors;
 pub mod https;
 pub mod security_headers;
+pub mod suspicious;
 
+pub use ban::BanList;
 pub use cors::{CorsPolicy, Preflight};
 pub use security_headers::SecurityHeaders;
+pub use suspicious::{Detector, Finding};
 
 use http::{HeaderName, HeaderValue};
 
