@@ -1,1 +1,0 @@
-//! portcullis-jwt
