@@ -118,7 +118,9 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
             p if p.starts_with("rate_limits.") && p.ends_with(".per_user") => {
                 Some("per-user rate limiting (it needs JWT)")
             }
-            "rate_limit_store.url" => Some("the Redis rate-limit store"),
+            "rate_limit_store.url" | "rate_limit_store.timeout" | "rate_limit_store.key_prefix" => {
+                Some("the Redis rate-limit store")
+            }
             "server.request_header_timeout" => Some("the request-header deadline"),
             p if p.ends_with(".retry") => Some("status-driven retries"),
             p if p.ends_with(".circuit_breaker") => Some("the circuit breaker"),

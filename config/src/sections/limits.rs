@@ -82,10 +82,10 @@ pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitS
         Some(u)
     });
     let timeout = s
-        .get("timeout")
+        .get_located("timeout", d)
         .map_or(Some(Duration::from_millis(50)), |f| f.positive_duration(d));
     let prefix = s
-        .get("key_prefix")
+        .get_located("key_prefix", d)
         .map_or(Some("portcullis".to_string()), |f| f.non_empty_string(d));
     let max_keys = s
         .get("max_keys")
