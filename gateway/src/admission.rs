@@ -135,13 +135,11 @@ fn https_redirect(state: &State, session: &Session, ctx: &RequestCtx) -> Result<
         &server.hosts,
         server.https_port,
     ) {
-        Some(r) => {
+        Ok(r) => {
             state.metrics.https_redirects.inc();
             Err(Stop::Answer(Generated::redirect(r.status, r.location)))
         }
-        None => {
-            Err(Rejection::BadRequest("the Host header is not a valid host name".into()).into())
-        }
+        Err(e) => Err(Rejection::BadRequest(e.to_string()).into()),
     }
 }
 

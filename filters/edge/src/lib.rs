@@ -1,26 +1,37 @@
-//! Edge policies: security response headers (and, as they land, CORS, HTTPS redirects and
-//! suspicious-request detection). Plain Rust, no pingora: each policy returns header
-//! operations or a verdict, and the gateway applies them.
+//! Edge policies: security response headers, CORS, the HTTPS redirect and suspicious-request
+//! detection with auto-ban.
+//!
+//! Plain Rust, no pingora: a policy looks at request parts and returns header operations or a
+//! verdict; the gateway applies them in one place, so every response (proxied or generated)
+//! gets the same treatment.
+//!
+//! | module | decides |
+//! |---|---|
+//! | [`security_headers`] | the Helmet-grade response headers, per scheme |
+//! | [`cors`] | preflight answers and the CORS headers of actual responses |
+//! | [`https`] | where a plain-HTTP request is redirected, if anywhere |
+//! | [`suspicious`] | whether a request looks like an attack, and who is banned |
 
-pub mod ban;
 pub mod cors;
 pub mod https;
 pub mod security_headers;
 pub mod suspicious;
 
-pub use ban::BanList;
 pub use cors::{CorsPolicy, Preflight};
+pub use https::{Redirect, RedirectError};
 pub use security_headers::SecurityHeaders;
-pub use suspicious::{Detector, Finding};
+pub use suspicious::{BanList, Detector, Finding, Rule};
 
 use http::{HeaderName, HeaderValue};
 
-/// One change to a response's headers.
-#[derive(Debug, Clone, PartialEq)]
+/// One change to a response's header section, applied by the gateway in list order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderOp {
-    /// Replace every value of the header with this one.
+    /// Replace every value of the header with this one (an upstream value cannot survive).
     Set(HeaderName, HeaderValue),
-    /// Add a value, keeping existing ones (e.g. `Vary`).
+    /// Add a value and keep the existing ones (list headers such as `Vary`, RFC 9110
+    /// section 5.3).
     Append(HeaderName, HeaderValue),
+    /// Drop every value of the header.
     Remove(HeaderName),
 }

@@ -1,0 +1,72 @@
+//! The per-request cost of suspicious-request detection: a benign request (the common
+//! case, which must stay cheap) and an attack, plus CORS origin matching.
+//!
+//! `cargo bench -p portcullis-edge --bench inspect`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis_config::{Cors, Suspicious, SuspiciousMode};
+use portcullis_edge::{CorsPolicy, Detector};
+
+fn request(target: &str, ua: &str) -> http::request::Parts {
+    let built = http::Request::builder()
+        .uri(target)
+        .header("user-agent", ua)
+        .header("accept", "application/json")
+        .header("host", "music.example.com")
+        .body(());
+    match built {
+        Ok(r) => r.into_parts().0,
+        Err(e) => panic!("bench request: {e}"),
+    }
+}
+
+fn inspect(c: &mut Criterion) {
+    let detector = Detector::new(&Suspicious {
+        mode: SuspiciousMode::Block,
+        max_uri_bytes: 8192,
+        max_headers: 100,
+        ban_threshold: 10,
+        ban_window: Duration::from_secs(60),
+        ban_duration: Duration::from_secs(600),
+        ban_table_size: 100_000,
+        disabled_rules: vec![],
+    });
+    let browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
+    let benign = request(
+        "/api/music/search?q=don%27t%20stop%20me%20now&page=2&sort=-created_at",
+        browser,
+    );
+    let ids: Vec<String> = (1000..1150).map(|i| i.to_string()).collect();
+    let long = request(&format!("/api/music?ids={}", ids.join(",")), browser);
+    let attack = request("/api/music?id=1%27%20OR%20%271%27=%271", browser);
+    c.bench_function("inspect/benign search", |b| {
+        b.iter(|| detector.inspect(black_box(&benign)))
+    });
+    c.bench_function("inspect/benign 150 ids", |b| {
+        b.iter(|| detector.inspect(black_box(&long)))
+    });
+    c.bench_function("inspect/sql injection", |b| {
+        b.iter(|| detector.inspect(black_box(&attack)))
+    });
+
+    let cors = CorsPolicy::new(&Cors {
+        allow_origins: vec![
+            "https://music.example.com".into(),
+            "https://*.example.com".into(),
+        ],
+        allow_methods: vec![http::Method::GET, http::Method::POST],
+        allow_headers: vec![],
+        expose_headers: vec![],
+        allow_credentials: true,
+        max_age: Duration::from_secs(600),
+    });
+    c.bench_function("cors/allows subdomain", |b| {
+        b.iter(|| cors.allows(black_box("https://a.b.example.com")))
+    });
+}
+
+criterion_group!(benches, inspect);
+criterion_main!(benches);

@@ -1,0 +1,38 @@
+//! `scanner_user_agent`: attack tools that announce themselves in `User-Agent` by default.
+//! Matching is a case-insensitive substring search; a tool configured to pose as a browser
+//! is not caught here (its payloads are, by the other rules). Ordinary clients (`curl`,
+//! `python-requests`, `okhttp`, browsers, search engine crawlers) are not listed.
+
+pub(super) const SIGNATURES: &[&str] = &[
+    "sqlmap",
+    "sqlninja",
+    "havij",
+    "nikto",
+    "nmap",
+    "masscan",
+    "zgrab",
+    "zmeu",
+    "acunetix",
+    "nessus",
+    "openvas",
+    "netsparker",
+    "appscan",
+    "webinspect",
+    "arachni",
+    "w3af",
+    "skipfish",
+    "wpscan",
+    "whatweb",
+    "dirbuster",
+    "gobuster",
+    "feroxbuster",
+    "ffuf",
+    "wfuzz",
+    "nuclei",
+    "interactsh",
+    "jorgee",
+    "commix",
+    "xsstrike",
+    "fimap",
+    "l9explore",
+];
