@@ -139,12 +139,38 @@ fn a_taken_address_exits_1_with_one_line() {
 #[test]
 fn sections_this_build_does_not_enforce_are_refused_not_ignored() {
     let good = config(8080, 9901, 3000);
-    let with_jwt = good.clone() + "\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
-    let (code, _, err) = check("jwt.toml", &with_jwt);
+    let with_deadline = good.replace(
+        "grace_period",
+        "request_header_timeout = \"10s\"\ngrace_period",
+    );
+    let (code, _, err) = check("deadline.toml", &with_deadline);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains(&format!("jwt.toml:{}:", line_of(&with_jwt, "[jwt]")))
-            && err.contains("not available"),
+        err.contains(&format!(
+            "deadline.toml:{}:",
+            line_of(&with_deadline, "request_header_timeout")
+        )) && err.contains("not available"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_jwt_key_file_that_is_not_a_public_key_is_refused_with_its_location() {
+    let dir = scratch("cli-jwt");
+    std::fs::write(
+        dir.join("jwt.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let text = config(8080, 9901, 3000)
+        + "\n[jwt]\nalgorithms = [\"RS256\"]\npublic_key_file = \"jwt.pem\"\n";
+    let path = dir.join("jwt.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (code, _, err) = run_cli(&["--config", path.to_str().unwrap(), "--check"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("jwt.toml:{}:", line_of(&text, "public_key_file")))
+            && err.contains("private key"),
         "{err}"
     );
 }

@@ -13,6 +13,7 @@ use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
 use crate::respond_ops::HeaderOp;
 use crate::state::{json_fields, State};
+use portcullis_config::AuthMode;
 use portcullis_edge::{https, Preflight};
 
 /// Why the request phase stopped: a rejection or another generated answer.
@@ -39,6 +40,7 @@ pub async fn admit(
     accepted_host(ctx)?;
     cors(session, ctx)?;
     route(session, ctx)?;
+    authenticate(state, session, ctx).await?;
     rate_limit(state, ctx)?;
     Ok(())
 }
@@ -186,6 +188,25 @@ fn cors(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
             Ok(())
         }
     }
+}
+
+/// The route's auth mode: a verified token's identity goes to rate limiting, the access log
+/// and (as `forward_claims` headers) the upstream.
+async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
+    let (Some(route), Some(auth)) = (ctx.route.as_ref(), ctx.snapshot.auth.clone()) else {
+        return Ok(());
+    };
+    if route.auth == AuthMode::None {
+        return Ok(());
+    }
+    let identity = auth
+        .authenticate(route.auth, &session.req_header().headers, &state.metrics)
+        .await?;
+    if let Some(identity) = identity {
+        ctx.user = identity.user.as_deref().map(str::to_owned);
+        ctx.forward_headers = identity.forward.clone();
+    }
+    Ok(())
 }
 
 /// The route's rate-limit policy: every response of a limited route carries the limit

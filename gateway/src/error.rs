@@ -4,9 +4,6 @@
 
 use http::{HeaderValue, Method};
 
-// `Unauthorized` and `UpstreamUnavailable` are answered once JWT (issue 3) and the circuit
-// breaker (issue 6) land; their mapping lives here already so every answer has one home.
-#[allow(dead_code)]
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     #[error("{0}")]
@@ -15,6 +12,8 @@ pub enum Rejection {
     Unauthorized {
         challenge: HeaderValue,
         message: String,
+        /// The validation result (`missing`, `expired`, ...), for the access log.
+        reason: &'static str,
     },
     #[error("{message}")]
     Forbidden {
@@ -75,7 +74,7 @@ impl Rejection {
     /// A more specific log reason where one exists (which rule blocked, why 401).
     pub fn reason(&self) -> &'static str {
         match self {
-            Rejection::Forbidden { reason, .. } => reason,
+            Rejection::Forbidden { reason, .. } | Rejection::Unauthorized { reason, .. } => reason,
             other => other.code(),
         }
     }

@@ -6,6 +6,7 @@
 mod access_log;
 mod admin;
 mod admission;
+mod auth;
 mod ctx;
 mod error;
 mod forward;
@@ -153,6 +154,7 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
     });
+    state.start_background();
     admin::start(admin_listener, state.clone())
         .map_err(|e| format!("cannot start the admin endpoint: {e}"))?;
     server::run(

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub jwt_cache_hits: IntCounter,
     pub jwt_cache_misses: IntCounter,
     pub jwt_validations: IntCounterVec,
+    pub jwks_refreshes: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub rate_limit_store_errors: IntCounter,
     pub suspicious: IntCounterVec,
@@ -97,6 +98,11 @@ impl Metrics {
                 "portcullis_jwt_validations_total",
                 "Token validations by result.",
                 &["result"],
+            )?,
+            jwks_refreshes: counter_vec(
+                "portcullis_jwks_refreshes_total",
+                "JWKS fetches by result (success, error) and cause (schedule, unknown_kid).",
+                &["result", "cause"],
             )?,
             rate_limited: counter_vec(
                 "portcullis_rate_limited_total",

@@ -10,6 +10,7 @@ use portcullis_config::SuspiciousMode;
 use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
 use portcullis_routing::{Router, TrustedProxies};
 
+use crate::auth::Auth;
 use crate::respond_ops::HeaderOp;
 use crate::tls::TlsMaterial;
 use crate::upstream::UpstreamPool;
@@ -57,12 +58,33 @@ pub struct Snapshot {
     /// builds a fresh table (bans are lifted).
     pub detector: Option<Detector>,
     pub bans: BanList,
+    /// `[jwt]`: the token verifier and its JWKS source. Kept across a reload that changes
+    /// neither `[jwt]` nor the key file, so the verified-token cache survives it.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl Snapshot {
     /// Builds every runtime piece; `previous` lends state that must survive a reload.
-    pub fn build(config: Config, _previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
         refuse_pending(&config)?;
+        let auth = match &config.jwt {
+            Some(jwt) => {
+                let at = config
+                    .locations
+                    .get("jwt.public_key_file")
+                    .or_else(|| config.locations.get("jwt"))
+                    .cloned()
+                    .unwrap_or_else(|| portcullis_config::Location {
+                        file: String::new(),
+                        line: 0,
+                        col: 0,
+                        key: "jwt".into(),
+                    });
+                let previous = previous.and_then(|p| p.auth.as_ref());
+                Some(Auth::build(jwt, previous).map_err(|e| BuildError::one(&at, e))?)
+            }
+            None => None,
+        };
         let tls = match &config.server.tls {
             Some(files) => {
                 Some(Arc::new(TlsMaterial::load(files).map_err(|e| {
@@ -89,6 +111,7 @@ impl Snapshot {
             .then(|| Detector::new(&config.suspicious));
         let bans = BanList::new(&config.suspicious);
         Ok(Snapshot {
+            auth,
             detector,
             bans,
             cors,
@@ -114,10 +137,6 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
     let mut errors = Vec::new();
     for (path, at) in &config.locations {
         let pending = match path.as_str() {
-            "jwt" => Some("JWT authentication"),
-            p if p.starts_with("rate_limits.") && p.ends_with(".per_user") => {
-                Some("per-user rate limiting (it needs JWT)")
-            }
             "rate_limit_store.url" | "rate_limit_store.timeout" | "rate_limit_store.key_prefix" => {
                 Some("the Redis rate-limit store")
             }

@@ -28,6 +28,14 @@ impl State {
         self.snapshot.load_full()
     }
 
+    /// Starts the background work the current snapshot needs (the JWKS refresher); pieces
+    /// kept from the previous snapshot are already running.
+    pub fn start_background(&self) {
+        if let Some(auth) = &self.current().auth {
+            auth.start_refresher(self.metrics.jwks_refreshes.clone());
+        }
+    }
+
     /// Writes a structured event line (reloads, breaker transitions, suspicious requests).
     pub fn event(&self, event: &str, fields: serde_json::Map<String, serde_json::Value>) {
         let record = Event {
@@ -50,6 +58,7 @@ impl State {
         match built {
             Ok(next) => {
                 self.snapshot.store(Arc::new(next));
+                self.start_background();
                 self.metrics
                     .config_reloads
                     .with_label_values(&["success"])

@@ -15,7 +15,9 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
         .map_or(Some(vec![JwtAlgorithm::HS256]), |f| algorithms(&f, d));
     let secret_field = s.get("secret");
     let secret = secret_field.as_ref().map(|f| f.non_empty_string(d));
-    let public_key_file = s.get("public_key_file").map(|f| file_path(&f, base, d));
+    let public_key_file = s
+        .get_located("public_key_file", d)
+        .map(|f| file_path(&f, base, d));
     let jwks_url = s.get("jwks_url").map(|f| {
         let url = f.non_empty_string(d)?;
         if !(url.starts_with("https://") || url.starts_with("http://")) {

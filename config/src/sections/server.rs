@@ -62,7 +62,7 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
         .map_or(Some(100), |f| f.int(d, 8, 256))
         .map(|n| n as usize);
     let header_timeout = s
-        .get("request_header_timeout")
+        .get_located("request_header_timeout", d)
         .map_or(Some(Duration::from_secs(10)), |f| f.positive_duration(d));
     let case_sensitive = s
         .get("case_sensitive_routing")

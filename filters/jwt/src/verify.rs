@@ -182,6 +182,11 @@ impl Verifier {
         })
     }
 
+    /// Changes whenever the key set changes.
+    pub fn key_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Entries in the verified-token cache.
     pub fn cached_tokens(&self) -> usize {
         self.verified.len()

@@ -1,0 +1,392 @@
+//! Route authentication: the bearer token checked by the `[jwt]` verifier, and the JWKS kept
+//! fresh in the background.
+//!
+//! The verifier (filters/jwt) does no I/O; this module fetches the JWKS document over pingora's
+//! own HTTP client, on a schedule (its own thread and runtime, so a slow JWKS endpoint never
+//! occupies a proxy thread) and once, single-flight and with a cooldown, when a token names an
+//! unknown `kid`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Uri};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use portcullis_config::{AuthMode, Jwt};
+use portcullis_jwt::{bearer, AuthError, Identity, Verifier};
+use prometheus::IntCounterVec;
+
+use crate::error::Rejection;
+use crate::metrics::Metrics;
+
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// Retry interval while no JWKS key was ever loaded (auth-required routes answer 503 until then).
+const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
+
+/// `Retry-After` of the 503 answered while no key is loaded.
+const AWAITING_KEYS_RETRY_AFTER: u64 = 5;
+
+pub struct Auth {
+    pub verifier: Verifier,
+    jwks: Option<JwksSource>,
+    /// The configuration and key material this was built from: a reload with the same reuses
+    /// this verifier (and its cache); any change builds a new one with empty caches.
+    fingerprint: String,
+    refresher_started: AtomicBool,
+}
+
+struct JwksSource {
+    url: JwksUrl,
+    refresh: Duration,
+    cooldown: Duration,
+    timeout: Duration,
+    /// When the last fetch started. Held across a fetch, so concurrent refreshes queue behind
+    /// one (single flight) and then see its result.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    failing: AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+struct JwksUrl {
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+impl Auth {
+    /// The authenticator of `jwt`, or `previous` when nothing it depends on changed.
+    pub fn build(jwt: &Jwt, previous: Option<&Arc<Auth>>) -> Result<Arc<Auth>, String> {
+        let key_file = match &jwt.public_key_file {
+            Some(path) => {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        let fingerprint = format!("{jwt:?}/{}", String::from_utf8_lossy(&key_file));
+        if let Some(previous) = previous.filter(|p| p.fingerprint == fingerprint) {
+            return Ok(Arc::clone(previous));
+        }
+        let verifier = Verifier::new(jwt).map_err(|e| e.to_string())?;
+        let jwks = match &jwt.jwks_url {
+            Some(url) => Some(JwksSource {
+                url: JwksUrl::parse(url)?,
+                refresh: jwt.jwks_refresh,
+                cooldown: jwt.jwks_cooldown,
+                timeout: jwt.jwks_timeout,
+                last_fetch: tokio::sync::Mutex::new(None),
+                failing: AtomicBool::new(false),
+            }),
+            None => None,
+        };
+        Ok(Arc::new(Auth {
+            verifier,
+            jwks,
+            fingerprint,
+            refresher_started: AtomicBool::new(false),
+        }))
+    }
+
+    /// Starts the scheduled JWKS refresh (once per authenticator). The thread ends soon after
+    /// the last snapshot using this authenticator is gone.
+    pub fn start_refresher(self: &Arc<Self>, refreshes: IntCounterVec) {
+        if self.jwks.is_none() || self.refresher_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-jwks".into())
+            .spawn(move || refresher(weak, refreshes));
+        if let Err(e) = spawned {
+            log::error!("cannot start the JWKS refresher: {e}");
+        }
+    }
+
+    /// Checks the request's token for a route in `mode`. Returns the identity of a verified
+    /// token, `None` for an anonymous request an `optional` route lets through.
+    pub async fn authenticate(
+        &self,
+        mode: AuthMode,
+        headers: &HeaderMap,
+        metrics: &Metrics,
+    ) -> Result<Option<Arc<Identity>>, Rejection> {
+        let token = if headers.get_all(AUTHORIZATION).iter().count() > 1 {
+            Err(AuthError::Malformed("more than one Authorization header"))
+        } else {
+            bearer(headers.get(AUTHORIZATION))
+        };
+        let token = match token {
+            Ok(token) => token,
+            Err(e) => {
+                metrics
+                    .jwt_validations
+                    .with_label_values(&[e.result()])
+                    .inc();
+                return Err(invalid_token(&e));
+            }
+        };
+        if self.verifier.awaiting_keys() && (mode == AuthMode::Required || token.is_some()) {
+            return Err(awaiting_keys());
+        }
+        let Some(token) = token else {
+            if mode == AuthMode::Required {
+                metrics
+                    .jwt_validations
+                    .with_label_values(&["missing"])
+                    .inc();
+                return Err(Rejection::Unauthorized {
+                    challenge: HeaderValue::from_static("Bearer realm=\"portcullis\""),
+                    message: "this route needs a bearer token".into(),
+                    reason: "missing",
+                });
+            }
+            return Ok(None);
+        };
+        let mut outcome = self.verifier.verify(token, SystemTime::now());
+        if matches!(outcome.result, Err(AuthError::UnknownKid))
+            && self.refresh_for_unknown_kid(metrics).await
+        {
+            outcome = self.verifier.verify(token, SystemTime::now());
+        }
+        if outcome.cached {
+            metrics.jwt_cache_hits.inc();
+        } else {
+            metrics.jwt_cache_misses.inc();
+        }
+        match outcome.result {
+            Ok(identity) => {
+                metrics.jwt_validations.with_label_values(&["valid"]).inc();
+                Ok(Some(identity))
+            }
+            Err(AuthError::NoKeys) => Err(awaiting_keys()),
+            Err(e) => {
+                metrics
+                    .jwt_validations
+                    .with_label_values(&[e.result()])
+                    .inc();
+                Err(invalid_token(&e))
+            }
+        }
+    }
+
+    /// One refresh for a token whose `kid` no key has: single flight, and at most one per
+    /// `jwks_cooldown`, so a flood of random kids costs the JWKS endpoint one request. Returns
+    /// whether the keys changed (then the token is worth verifying again).
+    async fn refresh_for_unknown_kid(&self, metrics: &Metrics) -> bool {
+        let Some(source) = &self.jwks else {
+            return false;
+        };
+        let before = self.verifier.key_generation();
+        let mut last = source.last_fetch.lock().await;
+        if self.verifier.key_generation() != before {
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < source.cooldown) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.fetch_and_install(source, &metrics.jwks_refreshes, "unknown_kid")
+            .await
+    }
+
+    /// Fetches the JWKS and installs it; logs a failure once per failing streak. Returns
+    /// whether the key set changed.
+    async fn fetch_and_install(
+        &self,
+        source: &JwksSource,
+        refreshes: &IntCounterVec,
+        cause: &str,
+    ) -> bool {
+        let result = match source.url.fetch(source.timeout).await {
+            Ok(body) => self.verifier.install_jwks(&body).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(change) => {
+                refreshes.with_label_values(&["success", cause]).inc();
+                if source.failing.swap(false, Ordering::AcqRel) || change.changed {
+                    log::info!(
+                        "JWKS {}: {} signing keys{}",
+                        source.url.display(),
+                        change.keys,
+                        if change.changed { " (changed)" } else { "" }
+                    );
+                }
+                change.changed
+            }
+            Err(e) => {
+                refreshes.with_label_values(&["error", cause]).inc();
+                if !source.failing.swap(true, Ordering::AcqRel) {
+                    log::warn!(
+                        "JWKS {} could not be refreshed ({e}); the keys already loaded keep serving",
+                        source.url.display()
+                    );
+                }
+                false
+            }
+        }
+    }
+}
+
+fn invalid_token(e: &AuthError) -> Rejection {
+    let challenge =
+        format!("Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{e}\"");
+    Rejection::Unauthorized {
+        challenge: HeaderValue::from_str(&challenge)
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"portcullis\"")),
+        message: e.to_string(),
+        reason: e.result(),
+    }
+}
+
+fn awaiting_keys() -> Rejection {
+    Rejection::UpstreamUnavailable {
+        retry_after: Some(AWAITING_KEYS_RETRY_AFTER),
+        message: "token verification keys are not loaded yet".into(),
+    }
+}
+
+/// The scheduled refresh: first load at once (retried every few seconds until a key is
+/// loaded), then every `jwks_refresh`. Exits once the authenticator is dropped.
+fn refresher(weak: Weak<Auth>, refreshes: IntCounterVec) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot start the JWKS refresher runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        loop {
+            let wait = {
+                let Some(auth) = weak.upgrade() else { return };
+                let Some(source) = &auth.jwks else { return };
+                {
+                    let mut last = source.last_fetch.lock().await;
+                    *last = Some(Instant::now());
+                    auth.fetch_and_install(source, &refreshes, "schedule").await;
+                }
+                if auth.verifier.awaiting_keys() {
+                    FIRST_LOAD_RETRY.min(source.refresh)
+                } else {
+                    source.refresh
+                }
+            };
+            let until = Instant::now() + wait;
+            while Instant::now() < until {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1).min(until - Instant::now())).await;
+            }
+        }
+    });
+}
+
+impl JwksUrl {
+    fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("jwks_url: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err("jwks_url must be an http:// or https:// URL".into()),
+        };
+        let authority = uri
+            .authority()
+            .ok_or("jwks_url has no host")?
+            .as_str()
+            .to_string();
+        let host = uri.host().ok_or("jwks_url has no host")?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(JwksUrl {
+            tls,
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            host,
+            authority,
+            path: uri
+                .path_and_query()
+                .map_or("/".to_string(), |p| p.as_str().to_string()),
+        })
+    }
+
+    fn display(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path)
+    }
+
+    /// GET the document with pingora's client: certificate verified for https, one fresh
+    /// connection, the whole exchange bounded by `timeout` and the body by `MAX_JWKS_BYTES`.
+    async fn fetch(&self, timeout: Duration) -> Result<Vec<u8>, String> {
+        tokio::time::timeout(timeout, self.exchange(timeout))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+
+    async fn exchange(&self, timeout: Duration) -> Result<Vec<u8>, String> {
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", self.host))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to no address", self.host))?;
+        let mut peer = HttpPeer::new(addr, self.tls, self.host.clone());
+        peer.options.connection_timeout = Some(timeout);
+        peer.options.total_connection_timeout = Some(timeout);
+        peer.options.read_timeout = Some(timeout);
+        peer.options.write_timeout = Some(timeout);
+        let connector = Connector::new(None);
+        let (mut session, _) = connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut req =
+            RequestHeader::build("GET", self.path.as_bytes(), None).map_err(|e| e.to_string())?;
+        for (name, value) in [
+            ("host", self.authority.as_str()),
+            ("accept", "application/json, application/jwk-set+json"),
+            ("user-agent", "portcullis-jwks"),
+            ("connection", "close"),
+        ] {
+            req.insert_header(name, value).map_err(|e| e.to_string())?;
+        }
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(|e| format!("cannot send the request: {e}"))?;
+        session
+            .finish_request_body()
+            .await
+            .map_err(|e| format!("cannot send the request: {e}"))?;
+        session
+            .read_response_header()
+            .await
+            .map_err(|e| format!("no valid answer: {e}"))?;
+        let status = session.response_header().map_or(0, |r| r.status.as_u16());
+        if status != 200 {
+            return Err(format!("answered {status}"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = session
+            .read_response_body()
+            .await
+            .map_err(|e| format!("body read failed: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err("the document is larger than 1 MiB".into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
