@@ -65,7 +65,10 @@ fn route_modes_claims_cache_and_per_user_limits() {
     );
     assert_eq!(missing.header("x-content-type-options"), Some("nosniff"));
     assert!(missing.header("x-request-id").is_some());
-    let forged = bearer(&hs256("alice").replace(|c: char| c == 'a', "b"));
+    let good = hs256("alice");
+    let (signed, signature) = good.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let forged = bearer(&format!("{signed}.{flipped}{}", &signature[1..]));
     for bad in [
         forged.as_str(),
         "Bearer not.a.token",

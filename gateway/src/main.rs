@@ -9,6 +9,7 @@ mod admission;
 mod auth;
 mod ctx;
 mod error;
+mod exchange;
 mod forward;
 mod health;
 mod metrics;
@@ -153,6 +154,7 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         log,
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
+        connector: pingora::connectors::http::Connector::new(None),
     });
     state.start_background();
     admin::start(admin_listener, state.clone())

@@ -13,7 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::admission::{self, Stop};
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
-use crate::{forward, outcome, respond};
+use crate::{exchange, forward, outcome, respond};
 
 pub struct Proxy {
     pub state: Arc<State>,
@@ -29,8 +29,19 @@ impl ProxyHttp for Proxy {
 
     /// Identify, route and apply the policies; any of them may answer on its own.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match admission::admit(&self.state, session, ctx).await {
-            Ok(()) => Ok(false),
+        let admitted = match admission::admit(&self.state, session, ctx).await {
+            Ok(()) => match ctx.pool.clone() {
+                Some(pool) if exchange::applies(&pool, session) => {
+                    exchange::run(&self.state, session, ctx, &pool)
+                        .await
+                        .map(|()| true)
+                }
+                _ => Ok(false),
+            },
+            Err(stop) => Err(stop),
+        };
+        match admitted {
+            Ok(answered) => Ok(answered),
             Err(Stop::Reject(r)) => respond::reject(session, ctx, &r).await.map(|_| true),
             Err(Stop::Answer(g)) => respond::send(session, ctx, g).await.map(|_| true),
         }

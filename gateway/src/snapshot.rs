@@ -98,7 +98,12 @@ impl Snapshot {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|(name, u)| (name.clone(), Arc::new(UpstreamPool::new(u))))
+            .map(|(name, u)| {
+                let old = previous
+                    .and_then(|p| p.upstreams.get(name))
+                    .map(|p| p.as_ref());
+                (name.clone(), Arc::new(UpstreamPool::new(u, old)))
+            })
             .collect();
         let identity_headers = config
             .jwt
@@ -141,8 +146,6 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
                 Some("the Redis rate-limit store")
             }
             "server.request_header_timeout" => Some("the request-header deadline"),
-            p if p.ends_with(".retry") => Some("status-driven retries"),
-            p if p.ends_with(".circuit_breaker") => Some("the circuit breaker"),
             _ => None,
         };
         if let Some(what) = pending {

@@ -21,6 +21,9 @@ pub struct State {
     pub in_flight: AtomicUsize,
     /// Rate-limit buckets. Process-wide, so a reload keeps every client's budget.
     pub limiter: portcullis_ratelimit::RateLimiter,
+    /// Pingora's upstream client for the gateway's own exchanges (retrying upstreams); its
+    /// connection pool is shared by every request.
+    pub connector: pingora::connectors::http::Connector,
 }
 
 impl State {
@@ -31,8 +34,17 @@ impl State {
     /// Starts the background work the current snapshot needs (the JWKS refresher); pieces
     /// kept from the previous snapshot are already running.
     pub fn start_background(&self) {
-        if let Some(auth) = &self.current().auth {
+        let snapshot = self.current();
+        if let Some(auth) = &snapshot.auth {
             auth.start_refresher(self.metrics.jwks_refreshes.clone());
+        }
+        for pool in snapshot.upstreams.values() {
+            if let Some(breaker) = &pool.breaker {
+                self.metrics
+                    .breaker_state
+                    .with_label_values(&[pool.name()])
+                    .set(breaker.state(std::time::Instant::now()).gauge());
+            }
         }
     }
 

@@ -13,9 +13,15 @@ use std::time::{Duration, Instant};
 
 use pingora::upstreams::peer::HttpPeer;
 use portcullis_config::{Peer, Upstream};
+use portcullis_resilience::{CircuitBreaker, RetryPolicy};
+use std::sync::Arc;
 
 pub struct UpstreamPool {
     pub config: Upstream,
+    /// `[upstreams.NAME.retry]` and its retry budget.
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// `[upstreams.NAME.circuit_breaker]`.
+    pub breaker: Option<Arc<CircuitBreaker>>,
     pub peers: Vec<PeerSlot>,
     next: AtomicUsize,
     /// When the next active health check is due (milliseconds since `born`).
@@ -33,7 +39,22 @@ pub struct PeerSlot {
 }
 
 impl UpstreamPool {
-    pub fn new(config: &Upstream) -> Self {
+    /// The pool of `config`. The breaker and retry budget of `previous` carry over when the
+    /// upstream's configuration did not change, so a reload neither closes an open breaker
+    /// nor refills a spent budget.
+    pub fn new(config: &Upstream, previous: Option<&UpstreamPool>) -> Self {
+        let same = previous.filter(|p| p.config == *config);
+        let retry = match same {
+            Some(p) => p.retry.clone(),
+            None => config.retry.as_ref().map(|r| Arc::new(RetryPolicy::new(r))),
+        };
+        let breaker = match same {
+            Some(p) => p.breaker.clone(),
+            None => config
+                .circuit_breaker
+                .as_ref()
+                .map(|b| Arc::new(CircuitBreaker::new(b))),
+        };
         let peers = config
             .peers
             .iter()
@@ -46,6 +67,8 @@ impl UpstreamPool {
             })
             .collect();
         UpstreamPool {
+            retry,
+            breaker,
             config: config.clone(),
             peers,
             next: AtomicUsize::new(0),
