@@ -177,15 +177,18 @@ fn route_modes_claims_cache_and_per_user_limits() {
         1.0
     );
 
-    let log = gw.access_log();
     assert!(
-        log.iter()
-            .any(|e| e["user"] == "alice" && e["route"] == "secure"),
-        "the user is logged"
+        wait_until(Duration::from_secs(5), || {
+            let log = gw.access_log();
+            log.iter()
+                .any(|e| e["user"] == "alice" && e["route"] == "secure")
+                && log
+                    .iter()
+                    .any(|e| e["status"] == 401 && e["reason"] == "missing")
+        }),
+        "the user and the 401 reason are logged: {:?}",
+        gw.access_log()
     );
-    assert!(log
-        .iter()
-        .any(|e| e["status"] == 401 && e["reason"] == "missing"));
 }
 
 /// A JWKS endpoint whose document and status the test changes, counting its requests.

@@ -41,7 +41,7 @@ pub async fn admit(
     cors(session, ctx)?;
     route(session, ctx)?;
     authenticate(state, session, ctx).await?;
-    rate_limit(state, ctx)?;
+    rate_limit(state, ctx).await?;
     Ok(())
 }
 
@@ -211,7 +211,7 @@ async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) ->
 
 /// The route's rate-limit policy: every response of a limited route carries the limit
 /// headers; a refusal is 429 and consumes nothing.
-fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
+async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
     let Some(route) = ctx.route.clone() else {
         return Ok(());
     };
@@ -223,9 +223,25 @@ fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
     else {
         return Ok(());
     };
-    let decision = state
-        .limiter
-        .check(policy, ctx.client_ip, ctx.user.as_deref());
+    let shared = match &snapshot.shared_limits {
+        Some(store) => match store
+            .check(policy, ctx.client_ip, ctx.user.as_deref())
+            .await
+        {
+            Ok(decision) => Some(decision),
+            // Redis is down or slow: this replica enforces the limits alone, in memory.
+            Err(_) => {
+                state.metrics.rate_limit_store_errors.inc();
+                None
+            }
+        },
+        None => None,
+    };
+    let decision = shared.unwrap_or_else(|| {
+        state
+            .limiter
+            .check(policy, ctx.client_ip, ctx.user.as_deref())
+    });
     ctx.response_ops.extend(
         decision
             .headers

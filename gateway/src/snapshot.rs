@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_config::Config;
-use portcullis_config::SuspiciousMode;
+use portcullis_config::{StoreKind, SuspiciousMode};
 use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
+use portcullis_ratelimit::shared::SharedStore;
 use portcullis_routing::{Router, TrustedProxies};
 
 use crate::auth::Auth;
@@ -61,6 +62,9 @@ pub struct Snapshot {
     /// `[jwt]`: the token verifier and its JWKS source. Kept across a reload that changes
     /// neither `[jwt]` nor the key file, so the verified-token cache survives it.
     pub auth: Option<Arc<Auth>>,
+    /// `[rate_limit_store] kind = "redis"`: the buckets every replica shares. Kept across a
+    /// reload that does not change the store, so its connection survives.
+    pub shared_limits: Option<Arc<SharedStore>>,
 }
 
 impl Snapshot {
@@ -115,7 +119,36 @@ impl Snapshot {
         let detector = (config.suspicious.mode != SuspiciousMode::Off)
             .then(|| Detector::new(&config.suspicious));
         let bans = BanList::new(&config.suspicious);
+        let shared_limits = match &config.rate_limit_store.kind {
+            StoreKind::Redis(redis) => {
+                let same = previous.and_then(|p| {
+                    p.shared_limits
+                        .as_ref()
+                        .filter(|_| p.config.rate_limit_store == config.rate_limit_store)
+                });
+                match same {
+                    Some(store) => Some(Arc::clone(store)),
+                    None => {
+                        let at = config
+                            .locations
+                            .get("rate_limit_store.url")
+                            .cloned()
+                            .unwrap_or_else(|| portcullis_config::Location {
+                                file: String::new(),
+                                line: 0,
+                                col: 0,
+                                key: "rate_limit_store.url".into(),
+                            });
+                        Some(Arc::new(
+                            SharedStore::new(redis).map_err(|e| BuildError::one(&at, e))?,
+                        ))
+                    }
+                }
+            }
+            StoreKind::Memory => None,
+        };
         Ok(Snapshot {
+            shared_limits,
             auth,
             detector,
             bans,
@@ -142,9 +175,6 @@ fn refuse_pending(config: &Config) -> Result<(), BuildError> {
     let mut errors = Vec::new();
     for (path, at) in &config.locations {
         let pending = match path.as_str() {
-            "rate_limit_store.url" | "rate_limit_store.timeout" | "rate_limit_store.key_prefix" => {
-                Some("the Redis rate-limit store")
-            }
             "server.request_header_timeout" => Some("the request-header deadline"),
             _ => None,
         };

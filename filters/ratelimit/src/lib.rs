@@ -1,9 +1,10 @@
-//! Per-IP (and, once JWT lands, per-user) rate limits: GCRA token buckets in a bounded
-//! in-memory store, with the contract's response headers. Plain Rust, no pingora.
+//! Per-IP and per-user rate limits: GCRA token buckets in a bounded in-memory store or shared
+//! by every replica through Redis ([`shared`]), with the contract's response headers.
 
 pub mod gcra;
 pub mod headers;
 pub mod memory;
+pub mod shared;
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -94,12 +95,7 @@ impl RateLimiter {
                     .update(*key, now, |tat| (None, gcra::check(rate, tat, now)))
             })
             .collect();
-        let refused = scopes
-            .iter()
-            .zip(&checks)
-            .find(|(_, c)| !c.allowed)
-            .map(|((s, _, _), _)| *s);
-        if refused.is_none() {
+        if checks.iter().all(|c| c.allowed) {
             for (_, rate, key) in &scopes {
                 self.store.update(*key, now, |tat| {
                     let c = gcra::check(rate, tat, now);
@@ -107,13 +103,25 @@ impl RateLimiter {
                 });
             }
         }
-        let shown = headers::tightest(
-            &scopes.iter().map(|(_, r, _)| *r).collect::<Vec<_>>(),
-            &checks,
-        );
-        let headers = shown.map_or_else(Vec::new, |(rate, check)| {
-            headers::fields(&policy.name, rate, check, refused.is_some())
-        });
+        let rates: Vec<(Scope, &Rate)> = scopes.iter().map(|(s, r, _)| (*s, *r)).collect();
+        Decision::new(&policy.name, &rates, &checks)
+    }
+}
+
+impl Decision {
+    /// The decision for the buckets of `rates`, each looked at in `checks`: admitted when
+    /// every one admits, headers from the tightest.
+    pub fn new(policy: &str, rates: &[(Scope, &Rate)], checks: &[gcra::Check]) -> Decision {
+        let refused = rates
+            .iter()
+            .zip(checks)
+            .find(|(_, c)| !c.allowed)
+            .map(|((s, _), _)| *s);
+        let only_rates: Vec<&Rate> = rates.iter().map(|(_, r)| *r).collect();
+        let headers = headers::tightest(&only_rates, checks)
+            .map_or_else(Vec::new, |(rate, check)| {
+                headers::fields(policy, rate, check, refused.is_some())
+            });
         Decision {
             allowed: refused.is_none(),
             refused,

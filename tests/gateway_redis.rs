@@ -1,0 +1,124 @@
+//! The Redis rate-limit store through the real binary and a real redis-server: two replicas
+//! share one budget exactly; with Redis down each replica falls back to memory, counts store
+//! errors and never answers 5xx; when Redis comes back the budget is shared again.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use harness::*;
+
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/install-deps installs it)");
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "redis-server on {port} did not start"
+        );
+        Redis { port, child }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn replica(name: &str, app: &Backend, redis_port: u16) -> Gateway {
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
+        + "[rate_limits.default]\nper_ip = \"4/min\"\n\n"
+        + &format!("[rate_limit_store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\ntimeout = \"100ms\"\nkey_prefix = \"{name}:\"\n\n")
+        + "[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    Gateway::start(name, port, admin, &config, &[])
+}
+
+fn replicas(name: &str, app: &Backend, redis_port: u16) -> (Gateway, Gateway) {
+    // Both replicas use the same key prefix: they share the buckets.
+    let a = replica(name, app, redis_port);
+    let b = replica(name, app, redis_port);
+    (a, b)
+}
+
+#[test]
+fn two_replicas_share_one_budget_exactly() {
+    let redis = Redis::start(free_port());
+    let app = Backend::start("app");
+    let (a, b) = replicas("shared", &app, redis.port);
+    let statuses: Vec<u16> = (0..6)
+        .map(|i| {
+            if i % 2 == 0 {
+                a.get("/x").status
+            } else {
+                b.get("/x").status
+            }
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+    let refused = b.get("/x");
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+    assert!(refused
+        .header("retry-after")
+        .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)));
+    assert_eq!(
+        a.metric("portcullis_rate_limit_store_errors_total", &[]),
+        0.0
+    );
+}
+
+#[test]
+fn with_redis_down_each_replica_limits_in_memory_and_never_fails() {
+    let redis_port = free_port();
+    let app = Backend::start("app");
+    let (a, b) = replicas("down", &app, redis_port);
+    // No redis-server: every check falls back to the replica's own memory.
+    let a_statuses: Vec<u16> = (0..5).map(|_| a.get("/x").status).collect();
+    let b_statuses: Vec<u16> = (0..5).map(|_| b.get("/x").status).collect();
+    assert_eq!(
+        a_statuses,
+        [200, 200, 200, 200, 429],
+        "per replica, in memory"
+    );
+    assert_eq!(b_statuses, [200, 200, 200, 200, 429]);
+    assert!(a.metric("portcullis_rate_limit_store_errors_total", &[]) >= 5.0);
+
+    // Redis comes back: after the backoff the replicas share buckets again (fresh ones).
+    let _redis = Redis::start(redis_port);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let before = a.metric("portcullis_rate_limit_store_errors_total", &[]);
+            let status = a.get("/x").status;
+            (status == 200 || status == 429)
+                && a.metric("portcullis_rate_limit_store_errors_total", &[]) == before
+        }),
+        "the store answers again"
+    );
+}
