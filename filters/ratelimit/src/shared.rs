@@ -93,6 +93,9 @@ struct Health {
 
 impl SharedStore {
     pub fn new(cfg: &RedisStore) -> Result<Self, String> {
+        if cfg.url.starts_with("rediss") {
+            return Err("TLS to Redis (rediss://) is not built into this gateway; use redis:// on a private network or through a local TLS tunnel".into());
+        }
         let client = redis::Client::open(cfg.url.as_str()).map_err(|e| e.to_string())?;
         Ok(SharedStore {
             client,
@@ -204,11 +207,11 @@ impl SharedStore {
         Ok(Decision::new(&policy.name, &rates, &checks))
     }
 
-    /// `{prefix}{policy}:{scope}:{count}/{period_ms}:{who}`: a policy whose rate changes gets
+    /// `{prefix}:{policy}:{scope}:{count}/{period_ms}:{who}`: a policy whose rate changes gets
     /// fresh buckets instead of inheriting debts measured in another unit.
     fn key(&self, policy: &RatePolicy, rate: &Rate, scope: &str, who: &str) -> String {
         format!(
-            "{}{}:{scope}:{}/{}:{who}",
+            "{}:{}:{scope}:{}/{}:{who}",
             self.prefix,
             policy.name,
             rate.count,
