@@ -95,6 +95,64 @@ fn two_replicas_share_one_budget_exactly() {
 }
 
 #[test]
+fn redis_killed_mid_run_falls_back_without_5xx_and_shared_counting_resumes() {
+    let redis_port = free_port();
+    let redis = Redis::start(redis_port);
+    let app = Backend::start("app");
+    let (a, b) = replicas("failover", &app, redis_port);
+    assert_eq!(a.get("/x").status, 200);
+    assert_eq!(b.get("/x").status, 200);
+    assert_eq!(
+        a.metric("portcullis_rate_limit_store_errors_total", &[]),
+        0.0
+    );
+
+    // Redis dies mid-run: each replica answers from its own memory, never 5xx.
+    drop(redis);
+    let a_statuses: Vec<u16> = (0..5).map(|_| a.get("/x").status).collect();
+    let b_statuses: Vec<u16> = (0..5).map(|_| b.get("/x").status).collect();
+    assert_eq!(
+        a_statuses,
+        [200, 200, 200, 200, 429],
+        "per replica, in memory"
+    );
+    assert_eq!(b_statuses, [200, 200, 200, 200, 429]);
+    assert!(a.metric("portcullis_rate_limit_store_errors_total", &[]) >= 1.0);
+    assert!(b.metric("portcullis_rate_limit_store_errors_total", &[]) >= 1.0);
+
+    // Redis is back (empty): once the replicas' backoff ends, they count in Redis again.
+    let _redis = Redis::start(redis_port);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let before = a.metric("portcullis_rate_limit_store_errors_total", &[]);
+            let status = a.get("/probe").status;
+            status == 200 && a.metric("portcullis_rate_limit_store_errors_total", &[]) == before
+        }),
+        "replica a uses Redis again"
+    );
+    assert!(wait_until(Duration::from_secs(15), || {
+        let before = b.metric("portcullis_rate_limit_store_errors_total", &[]);
+        let _ = b.get("/probe");
+        b.metric("portcullis_rate_limit_store_errors_total", &[]) == before
+    }));
+    // Each replica's first request answered by Redis took one token of the fresh shared
+    // bucket of 4: together the replicas now allow exactly the 2 left.
+    let allowed = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                a.get("/x").status
+            } else {
+                b.get("/x").status
+            }
+        })
+        .filter(|s| *s == 200)
+        .count();
+    assert_eq!(allowed, 2, "shared counting resumed across both replicas");
+    let refused = a.get("/x");
+    assert_eq!(refused.status, 429);
+}
+
+#[test]
 fn with_redis_down_each_replica_limits_in_memory_and_never_fails() {
     let redis_port = free_port();
     let app = Backend::start("app");

@@ -241,3 +241,41 @@ fn the_breaker_opens_and_then_answers_503_without_touching_the_upstream() {
         1.0
     );
 }
+
+#[test]
+fn after_open_for_probes_pass_and_successful_probes_close_the_breaker() {
+    let up = Scripted::start(&[500, 500], 200, None);
+    let upstream = format!("[upstreams.topmediai]\npeers = [\"127.0.0.1:{}\"]\n\n[upstreams.topmediai.circuit_breaker]\nfailure_rate = 0.5\nmin_requests = 2\nwindow = \"10s\"\nopen_for = \"1s\"\nhalf_open_requests = 2\n\n", up.port);
+    let gw = gateway("half-open", &upstream, "");
+    assert_eq!(gw.get("/v1/a").status, 500);
+    assert_eq!(gw.get("/v1/b").status, 500);
+    assert_eq!(gw.get("/v1/c").status, 503, "open");
+    assert_eq!(up.requests().len(), 2);
+    // After open_for the next request is a probe and reaches the (recovered) upstream.
+    assert!(wait_until(std::time::Duration::from_secs(5), || gw
+        .get("/v1/probe")
+        .status
+        == 200));
+    assert_eq!(
+        gw.metric(
+            "portcullis_circuit_breaker_state",
+            &[("upstream", "topmediai")]
+        ),
+        2.0,
+        "one probe of two succeeded: still half-open"
+    );
+    assert_eq!(gw.get("/v1/probe2").status, 200);
+    assert_eq!(
+        gw.metric(
+            "portcullis_circuit_breaker_state",
+            &[("upstream", "topmediai")]
+        ),
+        0.0,
+        "both probes succeeded: closed"
+    );
+    assert_eq!(
+        up.requests().len(),
+        4,
+        "only the probes reached the upstream while half-open"
+    );
+}

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -366,7 +366,21 @@ impl Gateway {
     /// Starts the binary on `config` (which must use `port` and `admin`), waiting until
     /// `/healthz` answers and the listener accepts.
     pub fn start(name: &str, port: u16, admin: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_with_files(name, port, admin, config, env, |_| {})
+    }
+
+    /// Like `start`, after `prepare` wrote extra files (certificates, keys) into the gateway's
+    /// directory, which relative paths in the config resolve against.
+    pub fn start_with_files(
+        name: &str,
+        port: u16,
+        admin: u16,
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Gateway {
         let dir = scratch(name);
+        prepare(&dir);
         let config_path = dir.join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(binary());
