@@ -108,6 +108,17 @@ pub async fn run(
             None => try_once(state, session, ctx, peer, body).await,
         }?;
         let now = Instant::now();
+        let retry_after_failure = |failure: &Failure| {
+            retry_wait(
+                pool,
+                &method,
+                failure,
+                attempt,
+                route_non_idempotent,
+                started,
+                now,
+            )
+        };
         match result {
             Try::Answered {
                 upstream,
@@ -130,15 +141,7 @@ pub async fn run(
                     retry_after,
                 };
                 if body.complete && status >= 400 {
-                    if let Some(after) = retry_wait(
-                        pool,
-                        &method,
-                        &failure,
-                        attempt,
-                        route_non_idempotent,
-                        started,
-                        now,
-                    ) {
+                    if let Some(after) = retry_after_failure(&failure) {
                         // The answer is dropped unread; its connection is not reused.
                         drop(upstream);
                         wait(state, pool, after).await;
@@ -157,15 +160,7 @@ pub async fn run(
                 };
                 outcome::count_upstream(state, ctx, label);
                 if body.complete || !sent {
-                    if let Some(after) = retry_wait(
-                        pool,
-                        &method,
-                        &failure,
-                        attempt,
-                        route_non_idempotent,
-                        started,
-                        now,
-                    ) {
+                    if let Some(after) = retry_after_failure(&failure) {
                         wait(state, pool, after).await;
                         continue;
                     }
