@@ -139,3 +139,53 @@ fn check_refuses_a_mismatched_key_and_warns_before_expiry() {
     assert!(err.contains("does not match"), "{err}");
     assert!(err.contains("p.toml:"), "the error names the file: {err}");
 }
+
+#[test]
+fn a_tls_upstream_gets_the_configured_sni() {
+    let dir = scratch("tls-upstream");
+    let (crt, key) = make_cert(&dir, "backend", "backend.example", 30);
+    let backend_port = free_port();
+    // s_server with -servername_fatal ends any handshake whose SNI is not backend.example.
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(backend_port.to_string())
+        .arg("-cert")
+        .arg(&crt)
+        .arg("-key")
+        .arg(&key)
+        .arg("-cert2")
+        .arg(&crt)
+        .arg("-key2")
+        .arg(&key)
+        .args(["-servername", "backend.example", "-servername_fatal"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", backend_port)).is_ok()
+    }));
+    let (port, admin) = (free_port(), free_port());
+    let upstream = |name: &str, sni: &str| {
+        format!("[upstreams.{name}]\npeers = [\"127.0.0.1:{backend_port}\"]\ntls = true\nsni = \"{sni}\"\ntls_verify = false\n\n")
+    };
+    let config = server_section(port, admin, "")
+        + &upstream("good", "backend.example")
+        + &upstream("wrong", "other.example")
+        + "[[routes]]\nname = \"good\"\npath_prefix = \"/\"\nupstream = \"good\"\n\n"
+        + "[[routes]]\nname = \"wrong\"\npath_prefix = \"/wrong\"\nupstream = \"wrong\"\nreplace_prefix = \"/\"\n";
+    let gw = Gateway::start("tls-upstream", port, admin, &config, &[]);
+    let good = gw.get("/");
+    assert_eq!(good.status, 200);
+    assert!(
+        String::from_utf8_lossy(&good.body).contains("s_server"),
+        "the answer came from the TLS backend"
+    );
+    let wrong = gw.get("/wrong");
+    assert_eq!(
+        (wrong.status, wrong.error_code().as_str()),
+        (502, "bad_gateway")
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
