@@ -152,3 +152,46 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert_eq!(resp.status, 200, "the in-flight request completes");
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn a_binary_upgrade_hands_the_listeners_over_without_failing_a_request() {
+    let app = Backend::start("app");
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let sock = scratch("upgrade-sock").join("upgrade.sock");
+    let sock_arg = sock.to_str().unwrap().to_string();
+    let mut old = Gateway::start_with_args(
+        "upgrade-old",
+        port,
+        admin,
+        &config,
+        &["--upgrade-sock", &sock_arg],
+    );
+    let new = Gateway::start_upgrade("upgrade-new", &old, &config, &sock);
+    // The new process waits for the sockets; the old one keeps serving meanwhile.
+    assert_eq!(old.get("/before").status, 200);
+    old.signal(libc::SIGQUIT);
+    // Requests keep succeeding through the handover, and the old process exits 0 by itself.
+    let mut statuses = Vec::new();
+    let mut code = None;
+    wait_until(Duration::from_secs(20), || {
+        statuses.push(old.get("/during").status);
+        code = old.wait_exit(Duration::from_millis(50));
+        code.is_some()
+    });
+    assert_eq!(code, Some(0), "the old process exits 0 after handing over");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    for _ in 0..5 {
+        assert_eq!(new.get("/after").status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || new
+            .access_log()
+            .iter()
+            .any(|e| e["path"] == "/after")),
+        "the new process serves the listeners"
+    );
+    assert_eq!(new.admin_get("/readyz").map(|r| r.status), Some(200));
+}

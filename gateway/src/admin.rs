@@ -121,6 +121,15 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
     let _ = stream.shutdown().await;
 }
 
+/// Binds the admin listener with SO_REUSEPORT: during a zero-downtime upgrade the new process
+/// binds it while the old one still drains (and still answers `/readyz` 503), instead of
+/// failing with "address in use".
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(addr)
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }

@@ -379,6 +379,48 @@ impl Gateway {
         env: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
     ) -> Gateway {
+        let gw = Self::spawn(name, port, admin, config, env, prepare, &[]);
+        gw.await_ready(name);
+        gw
+    }
+
+    /// Like `start`, with extra command-line arguments.
+    pub fn start_with_args(
+        name: &str,
+        port: u16,
+        admin: u16,
+        config: &str,
+        args: &[&str],
+    ) -> Gateway {
+        let gw = Self::spawn(name, port, admin, config, &[], |_| {}, args);
+        gw.await_ready(name);
+        gw
+    }
+
+    /// Starts a second process with `--upgrade`, which takes the listening sockets over once
+    /// the running one gets SIGQUIT. Returns at once (the old process still answers).
+    pub fn start_upgrade(name: &str, old: &Gateway, config: &str, sock: &Path) -> Gateway {
+        let sock = sock.to_str().expect("utf-8 path");
+        Self::spawn(
+            name,
+            old.port,
+            old.admin,
+            config,
+            &[],
+            |_| {},
+            &["--upgrade", "--upgrade-sock", sock],
+        )
+    }
+
+    fn spawn(
+        name: &str,
+        port: u16,
+        admin: u16,
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        args: &[&str],
+    ) -> Gateway {
         let dir = scratch(name);
         prepare(&dir);
         let config_path = dir.join("portcullis.toml");
@@ -386,6 +428,7 @@ impl Gateway {
         let mut cmd = Command::new(binary());
         cmd.arg("--config")
             .arg(&config_path)
+            .args(args)
             .current_dir(&dir)
             .stdin(Stdio::null());
         cmd.stdout(std::fs::File::create(dir.join("stdout.log")).unwrap());
@@ -394,23 +437,24 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start portcullis");
-        let mut gw = Gateway {
+        Gateway {
             port,
             admin,
             dir,
             config_path,
             child: Some(child),
-        };
+        }
+    }
+
+    fn await_ready(&self, name: &str) {
         let ready = wait_until(Duration::from_secs(15), || {
-            gw.admin_get("/healthz").is_some_and(|r| r.status == 200)
-                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            self.admin_get("/healthz").is_some_and(|r| r.status == 200)
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         });
         if !ready {
-            let stderr = std::fs::read_to_string(gw.dir.join("stderr.log")).unwrap_or_default();
-            gw.kill();
+            let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
             panic!("gateway {name} not ready in 15 s; stderr:\n{stderr}");
         }
-        gw
     }
 
     pub fn get(&self, target: &str) -> Response {
