@@ -195,3 +195,59 @@ fn a_binary_upgrade_hands_the_listeners_over_without_failing_a_request() {
     );
     assert_eq!(new.admin_get("/readyz").map(|r| r.status), Some(200));
 }
+
+#[test]
+fn twenty_reloads_under_load_fail_no_request() {
+    let app = Backend::start("app");
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
+        + "[rate_limits.default]\nper_ip = \"1000000/min\"\n\n"
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let gw = Gateway::start("reload-load", port, admin, &config, &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    statuses.push(request(port, "GET", "/x", &[], b"").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    for i in 1..=20 {
+        // Alternate between two valid files so every reload really swaps the snapshot.
+        let next = if i % 2 == 0 {
+            config.clone()
+        } else {
+            config.replace("1000000/min", "2000000/min")
+        };
+        gw.reload(&next);
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                gw.metric("portcullis_config_reloads_total", &[("result", "success")]) >= i as f64
+            }),
+            "reload {i} applied"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        statuses.len() >= 20,
+        "the load ran: {} requests",
+        statuses.len()
+    );
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
+}
