@@ -180,6 +180,17 @@ mod tests {
     }
 
     #[test]
+    fn per_ip_limits_hold_across_users_of_one_address() {
+        let l = RateLimiter::new(1000);
+        let p = policy(Some(2), Some(100));
+        assert!(l.check_at(&p, ip("1.1.1.1"), Some("alice"), SEC).allowed);
+        assert!(l.check_at(&p, ip("1.1.1.1"), Some("bob"), SEC).allowed);
+        let third = l.check_at(&p, ip("1.1.1.1"), Some("carol"), SEC);
+        assert_eq!(third.refused, Some(Scope::Ip));
+        assert!(l.check_at(&p, ip("2.2.2.2"), Some("carol"), SEC).allowed);
+    }
+
+    #[test]
     fn a_refused_request_consumes_nothing() {
         let l = RateLimiter::new(1000);
         let p = policy(Some(2), Some(1));
