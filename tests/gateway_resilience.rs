@@ -279,3 +279,50 @@ fn after_open_for_probes_pass_and_successful_probes_close_the_breaker() {
         "only the probes reached the upstream while half-open"
     );
 }
+
+#[test]
+fn a_timed_out_try_is_retried_on_another_peer_and_the_deadline_bounds_the_whole() {
+    // Paths under /slow make the first peer hang for 3 s; the second answers at once.
+    let hung = Backend::start_with("hung", std::time::Duration::from_secs(3), &[]);
+    let quick = Backend::start("quick");
+    let upstream = format!(
+        "[upstreams.topmediai]\npeers = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\nread_timeout = \"300ms\"\n\n[upstreams.topmediai.retry]\nattempts = 2\nbackoff_base = \"5ms\"\nbackoff_max = \"20ms\"\n\n",
+        hung.port, quick.port
+    );
+    let gw = gateway("timeouts", &upstream, "");
+    for _ in 0..4 {
+        let resp = gw.get("/slow/track");
+        assert_eq!(
+            resp.status, 200,
+            "a hung peer's try times out and the next peer answers"
+        );
+        assert!(
+            resp.echoed_header("x-request-id").is_some(),
+            "the answer is the upstream's echo"
+        );
+    }
+    assert!(
+        gw.metric(
+            "portcullis_upstream_requests_total",
+            &[("upstream", "topmediai"), ("outcome", "timeout")]
+        ) >= 1.0
+    );
+
+    // One hung peer and a deadline shorter than its read timeout: 504 once the deadline
+    // passes, not after read_timeout times every try.
+    let only_hung = format!(
+        "[upstreams.topmediai]\npeers = [\"127.0.0.1:{}\"]\nread_timeout = \"2s\"\n\n[upstreams.topmediai.retry]\nattempts = 3\nbackoff_base = \"5ms\"\nbackoff_max = \"20ms\"\ndeadline = \"400ms\"\n\n",
+        hung.port
+    );
+    let gw = gateway("deadline", &only_hung, "");
+    let resp = gw.get("/slow/track");
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (504, "upstream_timeout")
+    );
+    assert!(
+        resp.elapsed < std::time::Duration::from_millis(1_900),
+        "the deadline (400 ms) ended the exchange before one read_timeout (2 s): {:?}",
+        resp.elapsed
+    );
+}
