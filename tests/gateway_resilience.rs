@@ -33,15 +33,33 @@ impl Scripted {
                     continue;
                 }
                 let mut length = 0usize;
+                let mut chunked = false;
                 let mut line = String::new();
                 while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                        chunked = true;
                     }
                     line.clear();
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
+                // A streamed (chunked) body: read every chunk, so the answer never races it.
+                while chunked {
+                    let mut size_line = String::new();
+                    if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
+                    let mut chunk = vec![0; size + 2];
+                    if reader.read_exact(&mut chunk).is_err() || size == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&chunk[..size]);
+                }
                 let method = request_line.split(' ').next().unwrap_or("").to_string();
                 log.lock().unwrap().push((method, body));
                 let status = {
@@ -167,6 +185,7 @@ fn a_body_beyond_max_replay_body_is_sent_once_and_not_retried() {
     assert_eq!(resp.status, 503);
     let seen = up.requests();
     assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, body, "the whole body streamed through once");
 }
 
 #[test]
