@@ -109,3 +109,50 @@ fn health_checks_take_a_peer_out_and_bring_it_back() {
     });
     assert!(back, "peer b should come back once healthy");
 }
+
+#[test]
+fn a_backend_restart_under_load_fails_only_the_gap_with_502_and_recovers_at_once() {
+    let app = Backend::start("app");
+    let backend_port = app.port;
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{backend_port}\"]\nconnect_timeout = \"500ms\"\n\n")
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let gw = Gateway::start("restart", port, admin, &config, &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = request(port, "GET", "/x", &[], b"");
+                seen.push((r.status, r.error_code()));
+            }
+            seen
+        })
+    };
+    assert!(wait_until(Duration::from_secs(5), || app.count() >= 10));
+    drop(app);
+    // The gap: requests fail while nothing listens.
+    assert!(wait_until(Duration::from_secs(5), || gw
+        .get("/probe")
+        .status
+        == 502));
+    let back = Backend::start_on("app-again", backend_port);
+    assert!(
+        wait_until(Duration::from_secs(3), || gw.get("/probe").status == 200),
+        "traffic recovers as soon as the backend is back"
+    );
+    assert!(wait_until(Duration::from_secs(5), || back.count() >= 10));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = load.join().unwrap();
+    let failures: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failures
+            .iter()
+            .all(|(s, code)| *s == 502 && code == "bad_gateway"),
+        "only 502 bad_gateway during the gap: {failures:?}"
+    );
+    let last = &seen[seen.len().saturating_sub(5)..];
+    assert!(last.iter().all(|(s, _)| *s == 200), "recovered: {last:?}");
+}

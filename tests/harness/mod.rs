@@ -204,7 +204,24 @@ impl Backend {
     }
 
     pub fn start_with(name: &str, delay: Duration, extra: &[(&str, &str)]) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at(name, 0, delay, extra)
+    }
+
+    /// A backend on a given port (to restart one where the previous one listened).
+    pub fn start_on(name: &str, port: u16) -> Backend {
+        Self::start_at(name, port, Duration::ZERO, &[])
+    }
+
+    fn start_at(name: &str, port: u16, delay: Duration, extra: &[(&str, &str)]) -> Backend {
+        let mut bound = TcpListener::bind(("127.0.0.1", port));
+        for _ in 0..100 {
+            if bound.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            bound = TcpListener::bind(("127.0.0.1", port));
+        }
+        let listener = bound.expect("bind the backend");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
