@@ -371,6 +371,37 @@ pub struct Suspicious {
     pub disabled_rules: Vec<String>,
 }
 
+impl Suspicious {
+    /// The rule names `disabled_rules` may list, in the order the detector checks them.
+    pub const RULES: &'static [&'static str] = &[
+        "path_traversal",
+        "null_byte",
+        "control_chars",
+        "sql_injection",
+        "script_injection",
+        "scanner_user_agent",
+        "forbidden_method",
+        "oversized_uri",
+        "too_many_headers",
+    ];
+}
+
+/// The shipped defaults: what an absent `[suspicious]` section means.
+impl Default for Suspicious {
+    fn default() -> Self {
+        Suspicious {
+            mode: SuspiciousMode::Block,
+            max_uri_bytes: 8 * 1024,
+            max_headers: 100,
+            ban_threshold: 10,
+            ban_window: Duration::from_secs(60),
+            ban_duration: Duration::from_secs(600),
+            ban_table_size: 100_000,
+            disabled_rules: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuspiciousMode {
     Off,

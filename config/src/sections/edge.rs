@@ -126,29 +126,8 @@ fn header_list(field: &Field, d: &mut Diag) -> Option<Vec<http::HeaderName>> {
     })
 }
 
-pub(crate) const RULES: &[&str] = &[
-    "path_traversal",
-    "null_byte",
-    "control_chars",
-    "sql_injection",
-    "script_injection",
-    "scanner_user_agent",
-    "forbidden_method",
-    "oversized_uri",
-    "too_many_headers",
-];
-
 pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspicious> {
-    let mut out = Suspicious {
-        mode: SuspiciousMode::Block,
-        max_uri_bytes: 8 * 1024,
-        max_headers: 100,
-        ban_threshold: 10,
-        ban_window: Duration::from_secs(60),
-        ban_duration: Duration::from_secs(600),
-        ban_table_size: 100_000,
-        disabled_rules: vec![],
-    };
+    let mut out = Suspicious::default();
     let Some(mut s) = section else {
         return Some(out);
     };
@@ -173,10 +152,13 @@ pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspi
     let disabled = s.get("disabled_rules").map(|f| {
         f.list(d, |f, d| {
             let rule = f.non_empty_string(d)?;
-            if !RULES.contains(&rule.as_str()) {
+            if !Suspicious::RULES.contains(&rule.as_str()) {
                 f.error(
                     d,
-                    format!("unknown rule `{rule}` (one of {})", RULES.join(", ")),
+                    format!(
+                        "unknown rule `{rule}` (one of {})",
+                        Suspicious::RULES.join(", ")
+                    ),
                 );
                 return None;
             }

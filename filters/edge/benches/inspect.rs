@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis_config::{Cors, Suspicious, SuspiciousMode};
+use portcullis_config::{Cors, Suspicious};
 use portcullis_edge::{CorsPolicy, Detector};
 
 fn request(target: &str, ua: &str) -> http::request::Parts {
@@ -24,16 +24,7 @@ fn request(target: &str, ua: &str) -> http::request::Parts {
 }
 
 fn inspect(c: &mut Criterion) {
-    let detector = Detector::new(&Suspicious {
-        mode: SuspiciousMode::Block,
-        max_uri_bytes: 8192,
-        max_headers: 100,
-        ban_threshold: 10,
-        ban_window: Duration::from_secs(60),
-        ban_duration: Duration::from_secs(600),
-        ban_table_size: 100_000,
-        disabled_rules: vec![],
-    });
+    let detector = Detector::new(&Suspicious::default());
     let browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
     let benign = request(
         "/api/music/search?q=don%27t%20stop%20me%20now&page=2&sort=-created_at",

@@ -5,26 +5,11 @@
 //! `cargo test -p portcullis-edge --test corpus -- --nocapture`
 
 use std::path::Path;
-use std::time::Duration;
 
-use portcullis_config::{Suspicious, SuspiciousMode};
+use portcullis_config::Suspicious;
 use portcullis_edge::{Detector, Finding};
 
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0";
-
-fn defaults() -> Suspicious {
-    // The shipped defaults (config/src/sections/edge.rs).
-    Suspicious {
-        mode: SuspiciousMode::Block,
-        max_uri_bytes: 8 * 1024,
-        max_headers: 100,
-        ban_threshold: 10,
-        ban_window: Duration::from_secs(60),
-        ban_duration: Duration::from_secs(600),
-        ban_table_size: 100_000,
-        disabled_rules: vec![],
-    }
-}
 
 fn lines(name: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +58,7 @@ fn run(detector: &Detector, name: &str) -> Vec<(String, Option<Finding>)> {
 
 #[test]
 fn benign_traffic_passes_and_attacks_are_caught() {
-    let detector = Detector::new(&defaults());
+    let detector = Detector::new(&Suspicious::default());
     let benign = run(&detector, "benign.txt");
     let attacks = run(&detector, "attack.txt");
     let false_positives: Vec<_> = benign.iter().filter(|(_, f)| f.is_some()).collect();
@@ -114,7 +99,7 @@ fn benign_traffic_passes_and_attacks_are_caught() {
 /// The conformance suite's own expectations (shared/conformance/suites/edge.py).
 #[test]
 fn conformance_examples() {
-    let detector = Detector::new(&defaults());
+    let detector = Detector::new(&Suspicious::default());
     for line in [
         "/../../etc/passwd",
         "/?q=1%27%20OR%20%271%27=%271",

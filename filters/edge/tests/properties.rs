@@ -5,21 +5,15 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::Method;
-use portcullis_config::{Cors, Suspicious, SuspiciousMode};
+use portcullis_config::{Cors, Suspicious};
 use portcullis_edge::{https, CorsPolicy, Detector};
 use proptest::prelude::*;
 
 /// Built once: the property is about `inspect`, not about compiling the signatures.
 static DETECTOR: LazyLock<Detector> = LazyLock::new(|| {
     Detector::new(&Suspicious {
-        mode: SuspiciousMode::Block,
-        max_uri_bytes: 8192,
-        max_headers: 100,
-        ban_threshold: 10,
-        ban_window: Duration::from_secs(60),
-        ban_duration: Duration::from_secs(600),
         ban_table_size: 1000,
-        disabled_rules: vec![],
+        ..Suspicious::default()
     })
 });
 
