@@ -63,17 +63,12 @@ struct JwksUrl {
 impl Auth {
     /// The authenticator of `jwt`, or `previous` when nothing it depends on changed.
     pub fn build(jwt: &Jwt, previous: Option<&Arc<Auth>>) -> Result<Arc<Auth>, String> {
-        let key_file = match &jwt.public_key_file {
-            Some(path) => {
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            }
-            None => Vec::new(),
-        };
-        let fingerprint = format!("{jwt:?}/{}", String::from_utf8_lossy(&key_file));
+        // The key file is read once, here; its content is part of the fingerprint.
+        let verifier = Verifier::new(jwt).map_err(|e| e.to_string())?;
+        let fingerprint = format!("{jwt:?}/{}", verifier.configured_fingerprint());
         if let Some(previous) = previous.filter(|p| p.fingerprint == fingerprint) {
             return Ok(Arc::clone(previous));
         }
-        let verifier = Verifier::new(jwt).map_err(|e| e.to_string())?;
         let jwks = match &jwt.jwks_url {
             Some(url) => Some(JwksSource {
                 url: JwksUrl::parse(url)?,

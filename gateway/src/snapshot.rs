@@ -73,17 +73,7 @@ impl Snapshot {
         refuse_pending(&config)?;
         let auth = match &config.jwt {
             Some(jwt) => {
-                let at = config
-                    .locations
-                    .get("jwt.public_key_file")
-                    .or_else(|| config.locations.get("jwt"))
-                    .cloned()
-                    .unwrap_or_else(|| portcullis_config::Location {
-                        file: String::new(),
-                        line: 0,
-                        col: 0,
-                        key: "jwt".into(),
-                    });
+                let at = located(&config, &["jwt.public_key_file", "jwt"]);
                 let previous = previous.and_then(|p| p.auth.as_ref());
                 Some(Auth::build(jwt, previous).map_err(|e| BuildError::one(&at, e))?)
             }
@@ -120,32 +110,20 @@ impl Snapshot {
             .then(|| Detector::new(&config.suspicious));
         let bans = BanList::new(&config.suspicious);
         let shared_limits = match &config.rate_limit_store.kind {
+            StoreKind::Memory => None,
             StoreKind::Redis(redis) => {
                 let same = previous.and_then(|p| {
                     p.shared_limits
                         .as_ref()
                         .filter(|_| p.config.rate_limit_store == config.rate_limit_store)
                 });
-                match same {
-                    Some(store) => Some(Arc::clone(store)),
-                    None => {
-                        let at = config
-                            .locations
-                            .get("rate_limit_store.url")
-                            .cloned()
-                            .unwrap_or_else(|| portcullis_config::Location {
-                                file: String::new(),
-                                line: 0,
-                                col: 0,
-                                key: "rate_limit_store.url".into(),
-                            });
-                        Some(Arc::new(
-                            SharedStore::new(redis).map_err(|e| BuildError::one(&at, e))?,
-                        ))
-                    }
-                }
+                Some(match same {
+                    Some(store) => Arc::clone(store),
+                    None => Arc::new(SharedStore::new(redis).map_err(|e| {
+                        BuildError::one(&located(&config, &["rate_limit_store.url"]), e)
+                    })?),
+                })
             }
-            StoreKind::Memory => None,
         };
         Ok(Snapshot {
             shared_limits,
@@ -166,6 +144,20 @@ impl Snapshot {
     pub fn security_headers(&self, https: bool) -> &[HeaderOp] {
         self.security_headers.operations(https)
     }
+}
+
+/// Where the first of `keys` sits in the file, for a build error about it (the loader records
+/// these keys; the bare key name is the fallback).
+fn located(config: &Config, keys: &[&str]) -> portcullis_config::Location {
+    keys.iter()
+        .find_map(|k| config.locations.get(*k))
+        .cloned()
+        .unwrap_or_else(|| portcullis_config::Location {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            key: keys.first().copied().unwrap_or_default().to_string(),
+        })
 }
 
 /// Keys whose policies this build does not enforce yet. The contract names them and the

@@ -22,7 +22,8 @@ pub struct Key {
     /// When set, the only algorithm this key verifies (a JWK's `alg`, or its curve for EC).
     pub(crate) alg: Option<JwtAlgorithm>,
     pub(crate) decoding: DecodingKey,
-    /// Identifies the key material, to tell whether a new JWKS document changed anything.
+    /// Identifies the key material (the PEM text, or the JWK), to tell whether a new JWKS
+    /// document or a reload changed anything.
     pub(crate) fingerprint: String,
 }
 
@@ -107,7 +108,7 @@ fn pem_file(path: &Path) -> Result<Key, KeyError> {
                 family,
                 alg: None,
                 decoding,
-                fingerprint: String::new(),
+                fingerprint: String::from_utf8_lossy(&pem).into_owned(),
             });
         }
     }

@@ -182,6 +182,16 @@ impl Verifier {
         })
     }
 
+    /// Identifies the configured key material (the `public_key_file` content as read), so a
+    /// reload can tell whether the keys changed without reading the file again.
+    pub fn configured_fingerprint(&self) -> String {
+        self.configured
+            .iter()
+            .map(|k| k.fingerprint.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Changes whenever the key set changes.
     pub fn key_generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
