@@ -137,19 +137,22 @@ fn a_taken_address_exits_1_with_one_line() {
 }
 
 #[test]
-fn sections_this_build_does_not_enforce_are_refused_not_ignored() {
+fn the_header_deadline_is_accepted_and_a_zero_one_refused_with_its_location() {
     let good = config(8080, 9901, 3000);
     let with_deadline = good.replace(
         "grace_period",
-        "request_header_timeout = \"10s\"\ngrace_period",
+        "request_header_timeout = \"3s\"\ngrace_period",
     );
     let (code, _, err) = check("deadline.toml", &with_deadline);
+    assert_eq!(code, Some(0), "{err}");
+    let zero = with_deadline.replace("\"3s\"", "\"0s\"");
+    let (code, _, err) = check("zero.toml", &zero);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "deadline.toml:{}:",
-            line_of(&with_deadline, "request_header_timeout")
-        )) && err.contains("not available"),
+            "zero.toml:{}:",
+            line_of(&zero, "request_header_timeout")
+        )) && err.contains("server.request_header_timeout"),
         "{err}"
     );
 }

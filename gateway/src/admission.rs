@@ -34,7 +34,6 @@ pub async fn admit(
     ctx: &mut RequestCtx,
 ) -> Result<(), Stop> {
     identify(session, ctx);
-    framing(session)?;
     header_limits(session, ctx)?;
     suspicious(state, session, ctx)?;
     https_redirect(state, session, ctx)?;
@@ -44,48 +43,6 @@ pub async fn admit(
     authenticate(state, session, ctx).await?;
     rate_limit(state, ctx).await?;
     Ok(())
-}
-
-/// Request smuggling shapes pingora lets through: Content-Length together with
-/// Transfer-Encoding (RFC 9112 section 6.1: a server may reject it, and a gateway in front of
-/// another parser must, since the two may disagree on where the body ends), and any transfer
-/// coding other than a single `chunked`. Refused with 400 and the connection closed, since the
-/// rest of the bytes on it cannot be framed safely. (Duplicate or malformed Content-Length,
-/// bad chunk sizes and obs-fold are refused by pingora's parser before this phase.)
-fn framing(session: &mut Session) -> Result<(), Stop> {
-    let headers = &session.req_header().headers;
-    let mut codings = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .peekable();
-    if codings.peek().is_none() {
-        return Ok(());
-    }
-    // Pingora drops Content-Length when Transfer-Encoding is present (RFC 9112 section 6.3),
-    // so look for it in the header bytes as the client sent them.
-    let had_length = headers.contains_key(http::header::CONTENT_LENGTH)
-        || session.as_http1().is_some_and(|h1| {
-            h1.get_headers_raw_bytes()
-                .split(|b| *b == b'\n')
-                .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
-        });
-    let problem = if had_length {
-        Some("Content-Length together with Transfer-Encoding is ambiguous")
-    } else if codings.ne(std::iter::once("chunked".to_string())) {
-        Some("only a single chunked transfer coding is accepted")
-    } else {
-        None
-    };
-    match problem {
-        None => Ok(()),
-        Some(message) => {
-            session.set_keepalive(None);
-            Err(Rejection::BadRequest(message.into()).into())
-        }
-    }
 }
 
 /// Pingora accepts header sections up to 1 MiB and 256 fields; the gateway's own, much

@@ -28,6 +28,8 @@ pub enum Rejection {
     RateLimited,
     #[error("request header section too large")]
     HeadersTooLarge,
+    #[error("the request header section did not arrive in time")]
+    HeaderTimeout,
     #[error("the upstream could not be reached")]
     BadGateway,
     #[error("{message}")]
@@ -49,6 +51,7 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => 405,
             Rejection::RateLimited => 429,
             Rejection::HeadersTooLarge => 431,
+            Rejection::HeaderTimeout => 408,
             Rejection::BadGateway => 502,
             Rejection::UpstreamUnavailable { .. } => 503,
             Rejection::UpstreamTimeout => 504,
@@ -65,6 +68,7 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
             Rejection::RateLimited => "rate_limited",
             Rejection::HeadersTooLarge => "request_header_fields_too_large",
+            Rejection::HeaderTimeout => "request_timeout",
             Rejection::BadGateway => "bad_gateway",
             Rejection::UpstreamUnavailable { .. } => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",

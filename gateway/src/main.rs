@@ -12,6 +12,7 @@ mod error;
 mod exchange;
 mod forward;
 mod health;
+mod intake;
 mod metrics;
 mod outcome;
 mod proxy;

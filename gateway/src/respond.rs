@@ -13,7 +13,8 @@ use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 use crate::error::Rejection;
-use crate::respond_ops::ApplyHeaderOp;
+use crate::respond_ops::{ApplyHeaderOp, HeaderOp};
+use crate::snapshot::Snapshot;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -94,17 +95,26 @@ impl Generated {
     }
 }
 
+impl Generated {
+    /// The status line, the response's own headers and its Content-Length; the caller adds the
+    /// headers every response gets (`finish_headers` or `stamp`).
+    pub fn header(&self) -> pingora::Result<ResponseHeader> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 16))?;
+        for (name, value) in &self.headers {
+            resp.insert_header(name.clone(), value.clone())?;
+        }
+        resp.insert_header(CONTENT_LENGTH, self.body.len())?;
+        Ok(resp)
+    }
+}
+
 /// Writes a generated response and records it in the context for metrics and the log.
 pub async fn send(
     session: &mut Session,
     ctx: &mut RequestCtx,
     g: Generated,
 ) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(g.status, Some(g.headers.len() + 16))?;
-    for (name, value) in g.headers {
-        resp.insert_header(name, value)?;
-    }
-    resp.insert_header(CONTENT_LENGTH, g.body.len())?;
+    let mut resp = g.header()?;
     finish_headers(&mut resp, ctx)?;
     ctx.status = g.status;
     ctx.reason = Some(g.reason);
@@ -132,14 +142,31 @@ pub async fn reject(
 /// response headers (security headers, CORS, rate limits) in that order, and no
 /// `Server`/`X-Powered-By` from anyone.
 pub fn finish_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+    stamp(
+        resp,
+        &ctx.request_id,
+        &ctx.snapshot,
+        ctx.https,
+        &ctx.response_ops,
+    )
+}
+
+/// `finish_headers` for answers given before a request context exists (the intake's refusals
+/// of requests whose header section never arrived whole).
+pub fn stamp(
+    resp: &mut ResponseHeader,
+    request_id: &str,
+    snapshot: &Snapshot,
+    https: bool,
+    ops: &[HeaderOp],
+) -> pingora::Result<()> {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
         resp.insert_header(X_REQUEST_ID, id)?;
     }
-    let snapshot = &ctx.snapshot;
-    for op in snapshot.security_headers(ctx.https) {
+    for op in snapshot.security_headers(https) {
         op.apply(resp)?;
     }
-    for op in &ctx.response_ops {
+    for op in ops {
         op.apply(resp)?;
     }
     Ok(())

@@ -1,15 +1,17 @@
-//! Assembles the pingora server: the proxy service on every plain and TLS listener (HTTP/1.1
-//! and h2 by ALPN), the health-check background service, and our own shutdown handling.
+//! Assembles the pingora server: the proxy service (the intake in front of pingora's HTTP
+//! proxy) on every plain and TLS listener (HTTP/1.1 and h2 by ALPN), the health-check background service, and our own shutdown handling.
 
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
+use pingora::services::listening::Service;
 
 use crate::health::HealthChecker;
+use crate::intake::Intake;
 use crate::proxy::Proxy;
 use crate::shutdown::DrainWatch;
 use crate::state::State;
@@ -48,12 +50,19 @@ pub fn run(state: Arc<State>, options: Options) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = http_proxy_service_with_name(
-        &server.configuration,
+    let mut http = HttpProxy::new(
         Proxy {
             state: state.clone(),
         },
-        "portcullis proxy",
+        server.configuration.clone(),
+    );
+    http.handle_init_modules();
+    let mut proxy = Service::new(
+        "portcullis proxy".to_string(),
+        Intake {
+            proxy: Arc::new(http),
+            state: state.clone(),
+        },
     );
     for addr in &server_cfg.listen {
         proxy.add_tcp(&addr.to_string());

@@ -70,7 +70,6 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds every runtime piece; `previous` lends state that must survive a reload.
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, BuildError> {
-        refuse_pending(&config)?;
         let auth = match &config.jwt {
             Some(jwt) => {
                 let at = located(&config, &["jwt.public_key_file", "jwt"]);
@@ -158,28 +157,4 @@ fn located(config: &Config, keys: &[&str]) -> portcullis_config::Location {
             col: 0,
             key: keys.first().copied().unwrap_or_default().to_string(),
         })
-}
-
-/// Keys whose policies this build does not enforce yet. The contract names them and the
-/// loader understands them, but accepting one and silently ignoring it could leave a route
-/// the operator believes protected wide open, so such a file is refused instead.
-fn refuse_pending(config: &Config) -> Result<(), BuildError> {
-    let mut errors = Vec::new();
-    for (path, at) in &config.locations {
-        let pending = match path.as_str() {
-            "server.request_header_timeout" => Some("the request-header deadline"),
-            _ => None,
-        };
-        if let Some(what) = pending {
-            errors.push((
-                at.clone(),
-                format!("{what} is not available in this build yet; remove this key rather than have it silently ignored"),
-            ));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(BuildError(errors))
-    }
 }
