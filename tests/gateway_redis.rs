@@ -5,7 +5,11 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use harness::*;
@@ -52,10 +56,14 @@ impl Drop for Redis {
 }
 
 fn replica(name: &str, app: &Backend, redis_port: u16) -> Gateway {
+    replica_with(name, app, redis_port, "4/min")
+}
+
+fn replica_with(name: &str, app: &Backend, redis_port: u16, rate: &str) -> Gateway {
     let (port, admin) = (free_port(), free_port());
     let config = server_section(port, admin, "")
         + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
-        + "[rate_limits.default]\nper_ip = \"4/min\"\n\n"
+        + &format!("[rate_limits.default]\nper_ip = \"{rate}\"\n\n")
         + &format!("[rate_limit_store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\ntimeout = \"100ms\"\nkey_prefix = \"{name}:\"\n\n")
         + "[[routes]]\nname = \"api\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
     Gateway::start(name, port, admin, &config, &[])
@@ -165,4 +173,69 @@ fn a_replica_started_without_redis_limits_in_memory_and_never_fails() {
     // No redis-server: every check falls back to the replica's own memory.
     each_limits_alone(&a, &b);
     assert!(a.metric("portcullis_rate_limit_store_errors_total", &[]) >= 5.0);
+}
+
+/// The number of keys in the Redis at `port` (RESP over a plain socket), if it answers.
+fn dbsize(port: u16) -> Option<u64> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(b"DBSIZE\r\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).ok()?;
+    line.trim().strip_prefix(':')?.parse().ok()
+}
+
+#[test]
+fn redis_restarting_under_continuous_load_fails_no_request() {
+    let redis_port = free_port();
+    let redis = Redis::start(redis_port);
+    let app = Backend::start("app");
+    let gw = replica_with("restart-load", &app, redis_port, "1000000/min");
+    let port = gw.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    statuses.push(request(port, "GET", "/x", &[], b"").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || dbsize(redis_port)
+            .is_some_and(|n| n > 0)),
+        "the load counts in Redis"
+    );
+    // Redis goes away while requests keep coming: the replica notices and falls back.
+    drop(redis);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            gw.metric("portcullis_rate_limit_store_errors_total", &[]) >= 1.0
+        }),
+        "store errors counted during the outage"
+    );
+    // Redis comes back, empty: the replica counts there again while the load goes on.
+    let _redis = Redis::start(redis_port);
+    assert!(
+        wait_until(Duration::from_secs(20), || dbsize(redis_port)
+            .is_some_and(|n| n > 0)),
+        "the replica counts in Redis again"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(statuses.len() >= 20, "the load ran: {}", statuses.len());
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across the Redis restart: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
 }
