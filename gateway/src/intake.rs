@@ -25,6 +25,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use portcullis_edge::head::{self, Head};
 use portcullis_routing::request_id;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -37,11 +38,6 @@ use crate::state::State;
 
 /// How long a kept-alive connection may sit idle between requests (pingora's own default).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-/// CR/LF bytes tolerated before a request line (RFC 9112 section 2.2 asks to ignore at least
-/// one empty line; more is someone probing).
-const MAX_LEADING_EMPTY: usize = 4;
-/// The most header fields the configuration can allow (`max_request_headers`' upper bound).
-const MAX_FIELDS: usize = 256;
 const INITIAL_BUFFER: usize = 2048;
 
 /// The proxy service's application: the intake in front of pingora's HTTP proxy.
@@ -113,9 +109,9 @@ async fn read_head(
 ) -> Result<BytesMut, Ended> {
     let snapshot = state.current();
     let server = &snapshot.config.server;
-    let limits = Limits {
+    let limits = head::Limits {
         bytes: server.max_request_header_bytes,
-        fields: server.max_request_headers.min(MAX_FIELDS),
+        fields: server.max_request_headers,
     };
     let mut shutdown = shutdown.clone();
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
@@ -137,12 +133,16 @@ async fn read_head(
         }
     };
     let deadline = tokio::time::Instant::from_std(deadline);
-    let mut scan = Scan::default();
+    let mut scan = head::Scan::default();
     loop {
-        match scan.examine(&buf, &limits) {
-            Examined::Complete => return Ok(buf),
-            Examined::Refused(r) => return Err(Ended::Refused(r, buf)),
-            Examined::Partial => {}
+        let refusal = match scan.examine(&buf, &limits) {
+            Head::Complete => return Ok(buf),
+            Head::Partial => None,
+            Head::TooLarge => Some(Rejection::HeadersTooLarge),
+            Head::Malformed(reason) => Some(Rejection::BadRequest(reason.into_owned())),
+        };
+        if let Some(r) = refusal {
+            return Err(Ended::Refused(r, buf));
         }
         // Reads of a useful size (the examine above bounds the total).
         if buf.capacity() - buf.len() < 512 {
@@ -255,322 +255,9 @@ fn method_of(seen: &[u8]) -> &'static str {
     http::Method::from_bytes(token).map_or("OTHER", |m| method_label(&m))
 }
 
-struct Limits {
-    bytes: usize,
-    fields: usize,
-}
-
-enum Examined {
-    Partial,
-    Complete,
-    Refused(Rejection),
-}
-
-/// Looks for the end of the header section incrementally (each byte is searched once, so a
-/// client trickling bytes cannot make the gateway re-parse a growing buffer), then parses it
-/// once, whole.
-#[derive(Default)]
-struct Scan {
-    searched: usize,
-}
-
-impl Scan {
-    fn examine(&mut self, buf: &[u8], limits: &Limits) -> Examined {
-        let start = buf
-            .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
-        if start > MAX_LEADING_EMPTY {
-            return Examined::Refused(bad("empty lines before the request line"));
-        }
-        match section_end(buf, self.searched.max(start)) {
-            Some(end) if end > limits.bytes => Examined::Refused(Rejection::HeadersTooLarge),
-            Some(end) => match check(&buf[..end], limits) {
-                Ok(()) => Examined::Complete,
-                Err(r) => Examined::Refused(r),
-            },
-            None if buf.len() > limits.bytes => Examined::Refused(Rejection::HeadersTooLarge),
-            None => {
-                self.searched = buf.len().saturating_sub(2).max(start);
-                Examined::Partial
-            }
-        }
-    }
-}
-
-/// The offset just past the blank line ending a header section (CRLF or bare LF line ends),
-/// searching from `from`.
-fn section_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(offset) = buf.get(i..)?.iter().position(|b| *b == b'\n') {
-        let lf = i + offset;
-        match (buf.get(lf + 1), buf.get(lf + 2)) {
-            (Some(b'\n'), _) => return Some(lf + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
-            (None, _) | (Some(b'\r'), None) => return None,
-            _ => i = lf + 1,
-        }
-    }
-    None
-}
-
-fn bad(message: &str) -> Rejection {
-    Rejection::BadRequest(message.into())
-}
-
-/// Parses a complete header section and applies the framing rules.
-fn check(head: &[u8], limits: &Limits) -> Result<(), Rejection> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut req = httparse::Request::new(&mut storage[..limits.fields]);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => framing(req.version, req.headers).map_err(bad),
-        Ok(httparse::Status::Partial) => Err(bad("malformed request header section")),
-        Err(httparse::Error::TooManyHeaders) => Err(Rejection::HeadersTooLarge),
-        // Pingora percent-encodes bytes a request target may not hold raw (`|`, `{`, a space
-        // in the path...) rather than refuse them, so judge the rest of the section with those
-        // bytes masked; pingora still reads the original.
-        Err(httparse::Error::Token) | Err(httparse::Error::Version) => {
-            let masked = mask_target(head);
-            let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
-            let mut req = httparse::Request::new(&mut storage[..limits.fields]);
-            match req.parse(&masked) {
-                Ok(httparse::Status::Complete(_)) => framing(req.version, req.headers).map_err(bad),
-                Err(httparse::Error::TooManyHeaders) => Err(Rejection::HeadersTooLarge),
-                Ok(httparse::Status::Partial) | Err(_) => Err(bad("malformed request line")),
-            }
-        }
-        Err(e) => Err(bad(&format!("malformed request header section: {e}"))),
-    }
-}
-
-/// A copy of the section with every byte of the request target that is not plainly legal
-/// replaced by `x` (the target is everything between the request line's first and last space).
-fn mask_target(head: &[u8]) -> Vec<u8> {
-    let mut out = head.to_vec();
-    let start = out
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(0);
-    let line_end = out[start..]
-        .iter()
-        .position(|b| *b == b'\n')
-        .map_or(out.len(), |i| start + i);
-    let line = &out[start..line_end];
-    let (Some(first), Some(last)) = (
-        line.iter().position(|b| *b == b' '),
-        line.iter().rposition(|b| *b == b' '),
-    ) else {
-        return out;
-    };
-    if last <= first {
-        return out;
-    }
-    for b in &mut out[start + first + 1..start + last] {
-        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%#[]".contains(b);
-        if !plain {
-            *b = b'x';
-        }
-    }
-    out
-}
-
-/// The framing rules: one way to find the body's end and one authority.
-///
-/// Transfer-Encoding must be exactly `chunked`, never beside Content-Length (RFC 9112 section
-/// 6.1: the two parsers behind a gateway may disagree on which wins) and never in HTTP/1.0;
-/// Content-Length appears at most once, as digits; Host at most once (section 3.2).
-pub fn framing(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Result<(), &'static str> {
-    let (mut lengths, mut length_ok, mut hosts) = (0usize, true, 0usize);
-    let (mut encoded, mut codings, mut only_chunked) = (false, 0usize, true);
-    for field in headers {
-        let name = field.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            lengths += 1;
-            let digits = field.value.trim_ascii();
-            length_ok &=
-                !digits.is_empty() && digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            encoded = true;
-            for coding in field.value.split(|b| *b == b',') {
-                let coding = coding.trim_ascii();
-                if coding.is_empty() {
-                    continue;
-                }
-                codings += 1;
-                only_chunked &= coding.eq_ignore_ascii_case(b"chunked");
-            }
-        } else if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-        }
-    }
-    if encoded {
-        if version == Some(0) {
-            return Err("Transfer-Encoding is not allowed in an HTTP/1.0 request");
-        }
-        if lengths > 0 {
-            return Err("Content-Length together with Transfer-Encoding is ambiguous");
-        }
-        if codings != 1 || !only_chunked {
-            return Err("only a single chunked transfer coding is accepted");
-        }
-    }
-    if lengths > 1 {
-        return Err("more than one Content-Length");
-    }
-    if !length_ok {
-        return Err("Content-Length is not a number");
-    }
-    if hosts > 1 {
-        return Err("more than one Host header");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const LIMITS: Limits = Limits {
-        bytes: 16 * 1024,
-        fields: 100,
-    };
-
-    fn verdict(bytes: &[u8]) -> Result<bool, u16> {
-        match Scan::default().examine(bytes, &LIMITS) {
-            Examined::Complete => Ok(true),
-            Examined::Partial => Ok(false),
-            Examined::Refused(r) => Err(r.status()),
-        }
-    }
-
-    #[test]
-    fn a_plain_request_is_complete_and_a_prefix_is_partial() {
-        let req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(verdict(req), Ok(true));
-        for cut in 0..req.len() {
-            assert_eq!(verdict(&req[..cut]), Ok(false), "cut at {cut}");
-        }
-        assert_eq!(verdict(b"GET / HTTP/1.1\nHost: x\n\n"), Ok(true));
-        assert_eq!(verdict(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), Ok(true));
-    }
-
-    #[test]
-    fn trickled_bytes_are_searched_once_and_still_found() {
-        let req = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
-        let mut scan = Scan::default();
-        let mut done = None;
-        for end in 1..=req.len() {
-            if let Examined::Complete = scan.examine(&req[..end], &LIMITS) {
-                done = Some(end);
-                break;
-            }
-        }
-        assert_eq!(done, Some(req.len() - 3));
-    }
-
-    #[test]
-    fn smuggling_shapes_are_refused() {
-        for req in [
-            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
-            b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
-            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
-            b"HELLO\r\n\r\n",
-            b"\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-        ] {
-            assert_eq!(verdict(req), Err(400), "{}", String::from_utf8_lossy(req));
-        }
-    }
-
-    #[test]
-    fn targets_pingora_would_escape_are_accepted() {
-        assert_eq!(
-            verdict(b"GET /a|b?q={1} HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Ok(true)
-        );
-        assert_eq!(
-            verdict(
-                b"POST /a|b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
-            ),
-            Err(400)
-        );
-    }
-
-    #[test]
-    fn sizes_and_counts_over_the_limits_get_431() {
-        let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
-        big.extend(std::iter::repeat_n(b'a', 17 * 1024));
-        assert_eq!(verdict(&big), Err(431), "no end in sight");
-        big.extend(b"\r\n\r\n");
-        assert_eq!(verdict(&big), Err(431), "complete but too large");
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..101 {
-            many.extend(format!("X-{i}: v\r\n").as_bytes());
-        }
-        many.extend(b"\r\n");
-        assert_eq!(verdict(&many), Err(431));
-    }
-
-    /// Request-shaped bytes: known pieces of request lines and fields, mixed with noise.
-    fn head_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
-        use proptest::prelude::*;
-        let piece = prop_oneof![
-            Just(b"GET / HTTP/1.1\r\n".to_vec()),
-            Just(b"POST /a|b HTTP/1.0\r\n".to_vec()),
-            Just(b"Host: x\r\n".to_vec()),
-            Just(b"Content-Length: 5\r\n".to_vec()),
-            Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
-            Just(b"Transfer-Encoding: gzip,chunked\r\n".to_vec()),
-            Just(b" folded\r\n".to_vec()),
-            Just(b"\r\n".to_vec()),
-            Just(b"\n".to_vec()),
-            Just(b"\r".to_vec()),
-            Just(b" ".to_vec()),
-            proptest::collection::vec(any::<u8>(), 0..12),
-        ];
-        proptest::collection::vec(piece, 0..24).prop_map(|p| p.concat())
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
-
-        /// Whatever arrives, the intake answers without panicking, and reading the bytes in
-        /// pieces (as the network delivers them) reaches the same verdict as reading them whole.
-        #[test]
-        fn trickled_and_whole_reads_agree_and_never_panic(
-            bytes in head_like(),
-            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..6),
-        ) {
-            let whole = verdict(&bytes);
-            let mut ends: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
-            ends.push(bytes.len());
-            ends.sort_unstable();
-            let mut scan = Scan::default();
-            let mut pieces = Ok(false);
-            for end in ends {
-                pieces = match scan.examine(&bytes[..end], &LIMITS) {
-                    Examined::Complete => Ok(true),
-                    Examined::Partial => Ok(false),
-                    Examined::Refused(r) => Err(r.status()),
-                };
-                if pieces != Ok(false) {
-                    break;
-                }
-            }
-            proptest::prop_assert_eq!(whole, pieces);
-            let _ = method_of(&bytes);
-            proptest::prop_assert_eq!(mask_target(&bytes).len(), bytes.len());
-        }
-    }
 
     #[test]
     fn the_log_method_comes_from_the_request_line() {

@@ -11,8 +11,10 @@
 //! | [`cors`] | preflight answers and the CORS headers of actual responses |
 //! | [`https`] | where a plain-HTTP request is redirected, if anywhere |
 //! | [`suspicious`] | whether a request looks like an attack, and who is banned |
+//! | [`head`] | where an HTTP/1 header section ends, and whether its framing may pass |
 
 pub mod cors;
+pub mod head;
 pub mod https;
 pub mod security_headers;
 pub mod suspicious;

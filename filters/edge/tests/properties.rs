@@ -112,7 +112,7 @@ proptest! {
     #[test]
     fn only_real_subdomains_match_the_pattern(
         origin in pieces(&["https://", "http://", "music.", "a.", "example.com", "evil", "-",
-                           ".net", ":443", ":8443", "@", "/", "*.", "null", "[::1]", "%2e", "."]),
+                           ".net", ":443", ":8443", ":0443", "@", "/", "*.", "null", "[::1]", "%2e", "."]),
     ) {
         let policy = cors();
         if policy.allows(&origin) {

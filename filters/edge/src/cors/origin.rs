@@ -145,7 +145,14 @@ fn split(text: &str) -> Option<(String, String, Option<u16>)> {
     let scheme = scheme.to_ascii_lowercase();
     let port = match port {
         None => None,
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+        // Decimal without leading zeros, as an origin is serialised (RFC 6454 section 6.2): no
+        // browser sends `:0443`, so a spelling like that is someone probing the matcher.
+        Some(p)
+            if !p.is_empty()
+                && p.len() <= 5
+                && !p.starts_with('0')
+                && p.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             let n: u16 = p.parse().ok()?;
             let default = match scheme.as_str() {
                 "http" | "ws" => Some(80),

@@ -102,6 +102,13 @@ fn ports_must_match_after_default_normalisation() {
     assert!(p.allows("http://localhost:3000"));
     assert!(!p.allows("http://localhost:30000"));
     assert!(!p.allows("http://localhost"));
+    // Found by fuzzing (scripts/fuzz, target origin): a port with leading zeros named the
+    // same number; origins are serialised without them, so such a spelling is refused.
+    assert!(!p.allows("https://app.example.com:08443"));
+    assert!(!p.allows("http://localhost:03000"));
+    let wildcard = policy(&["https://*.example.com"], false);
+    assert!(wildcard.allows("https://a.e.example.com"));
+    assert!(!wildcard.allows("https://a.e.example.com:0443"));
     let default = policy(
         &["https://app.example.com:443", "http://site.example.com"],
         false,
