@@ -72,7 +72,11 @@ fn smuggling_shapes_are_refused_and_the_connection_closed() {
         assert!(closed, "{name}: the connection must be closed");
     }
     // A target with bytes that must be escaped is not malformed: pingora percent-encodes it.
-    let (resp, _) = exchange(port, b"GET /a|b?q={1} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .write_all(b"GET /a|b?q={1} HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut BufReader::new(plain), "GET").expect("an answer");
     assert_eq!(resp.status, 200);
     app.seen.lock().unwrap().clear();
     let mut long = b"GET /".to_vec();
@@ -151,35 +155,9 @@ fn trickle(port: u16, head: &[u8]) -> (Response, Duration) {
         .unwrap();
     let _ = stream.read_to_end(&mut answer);
     let mut reader = BufReader::new(std::io::Cursor::new(answer));
-    let response = read_raw(&mut reader).expect("an answer before the connection closed");
+    let response =
+        read_response(&mut reader, "GET").expect("an answer before the connection closed");
     (response, answered)
-}
-
-/// Parses one response out of bytes already read (the connection is gone by then).
-fn read_raw(reader: &mut BufReader<std::io::Cursor<Vec<u8>>>) -> Option<Response> {
-    use std::io::BufRead;
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let status = line.split_whitespace().nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body).ok()?;
-    Some(Response {
-        status,
-        headers,
-        body,
-        elapsed: Duration::ZERO,
-    })
 }
 
 #[test]
@@ -285,4 +263,45 @@ fn the_deadline_covers_the_header_section_only() {
     let resp = read_response(&mut reader, "GET").expect("a 408");
     assert_eq!(resp.status, 408);
     assert_eq!(app.count(), 2);
+}
+
+#[test]
+fn a_request_pipelined_mid_exchange_is_the_clients_fault_not_the_upstreams() {
+    let app = Backend::start_with("app", Duration::from_millis(300), &[]);
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
+    let gw = Gateway::start("pipelined", port, admin, &config, &[]);
+    // Two requests in one write: the first is answered, then the connection closes.
+    let mut both = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    both.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    both.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(both);
+    assert_eq!(
+        read_response(&mut reader, "GET").map(|r| r.status),
+        Some(200)
+    );
+    // The next request sent while the upstream is still working on the first one: pingora
+    // gives up the exchange; the client hears 400 and the upstream is not blamed.
+    let mut mid = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    mid.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    mid.write_all(b"GET /slow-one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || app.count() >= 2));
+    mid.write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut BufReader::new(mid), "GET").expect("an answer");
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (400, "bad_request")
+    );
+    assert_eq!(
+        gw.metric(
+            "portcullis_upstream_requests_total",
+            &[("outcome", "connect_error")]
+        ),
+        0.0
+    );
 }

@@ -29,7 +29,10 @@ fn classify(e: &Error) -> Option<(Rejection, &'static str)> {
             | InvalidCert
             | HandshakeError
     );
-    if connect {
+    // Pingora reports some client-side faults with connect error types too (a pipelined
+    // request arriving mid-exchange is a downstream `ConnectError`): only the upstream's own
+    // are the upstream's failures.
+    if connect && *e.esource() != ErrorSource::Downstream {
         return Some((Rejection::BadGateway, "connect_error"));
     }
     if *e.esource() != ErrorSource::Upstream {
@@ -65,6 +68,13 @@ pub async fn fail(
             ErrorType::HTTPStatus(code) if (400..500).contains(code) => {
                 Rejection::BadRequest(e.to_string())
             }
+            // The client sent its next request before this one's answer (HTTP pipelining),
+            // which pingora 0.9 serves only when every session opts in; refused as the
+            // client's fault, never counted against the upstream.
+            ErrorType::ConnectError => Rejection::BadRequest(
+                "pipelined requests are not supported: send the next request after this answer"
+                    .into(),
+            ),
             _ if *e.esource() == ErrorSource::Downstream => {
                 Rejection::BadRequest("malformed request".into())
             }

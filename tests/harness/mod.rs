@@ -131,7 +131,9 @@ pub fn send(
     stream.write_all(body).unwrap();
 }
 
-pub fn read_response(reader: &mut BufReader<TcpStream>, method: &str) -> Option<Response> {
+/// Reads one response from a socket (or from bytes already read, for a connection that closed
+/// after answering).
+pub fn read_response(reader: &mut impl BufRead, method: &str) -> Option<Response> {
     let started = Instant::now();
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
