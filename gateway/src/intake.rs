@@ -62,11 +62,10 @@ impl ServerApp for Intake {
         // sends nothing is a slowloris too).
         let mut accepted = Some(Instant::now());
         loop {
-            let began = Instant::now();
             let head = match read_head(&self.state, &mut stream, accepted, shutdown).await {
                 Ok(head) => head,
                 Err(Ended::Quietly) => return None,
-                Err(Ended::Refused(rejection, seen)) => {
+                Err(Ended::Refused(rejection, seen, began)) => {
                     refuse(&self.state, stream, &rejection, &seen, began).await;
                     return None;
                 }
@@ -96,8 +95,9 @@ enum Ended {
     /// The client went away, stayed idle past the keep-alive timeout, or the server is
     /// shutting down: close without a word.
     Quietly,
-    /// Answer, then close. Carries the bytes seen, for the log's method.
-    Refused(Rejection, BytesMut),
+    /// Answer, then close. Carries the bytes seen (for the log's method) and when the
+    /// header clock started (for the log's duration).
+    Refused(Rejection, BytesMut, Instant),
 }
 
 /// Reads one request's header section (and whatever followed it in the same reads).
@@ -115,8 +115,8 @@ async fn read_head(
     };
     let mut shutdown = shutdown.clone();
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
-    let deadline = match accepted {
-        Some(at) => at + server.request_header_timeout,
+    let began = match accepted {
+        Some(at) => at,
         None => {
             if *shutdown.borrow() {
                 return Err(Ended::Quietly);
@@ -129,10 +129,10 @@ async fn read_head(
                 },
                 _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
             }
-            Instant::now() + server.request_header_timeout
+            Instant::now()
         }
     };
-    let deadline = tokio::time::Instant::from_std(deadline);
+    let deadline = tokio::time::Instant::from_std(began + server.request_header_timeout);
     let mut scan = head::Scan::default();
     loop {
         let refusal = match scan.examine(&buf, &limits) {
@@ -142,7 +142,7 @@ async fn read_head(
             Head::Malformed(reason) => Some(Rejection::BadRequest(reason.into_owned())),
         };
         if let Some(r) = refusal {
-            return Err(Ended::Refused(r, buf));
+            return Err(Ended::Refused(r, buf, began));
         }
         // Reads of a useful size (the examine above bounds the total).
         if buf.capacity() - buf.len() < 512 {
@@ -153,7 +153,7 @@ async fn read_head(
             read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Ended::Quietly),
                 Ok(Ok(_)) => {}
-                Err(_) => return Err(Ended::Refused(Rejection::HeaderTimeout, buf)),
+                Err(_) => return Err(Ended::Refused(Rejection::HeaderTimeout, buf, began)),
             },
             _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
         }
