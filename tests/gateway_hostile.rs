@@ -7,7 +7,6 @@
 mod harness;
 
 use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use harness::*;
@@ -15,10 +14,7 @@ use harness::*;
 /// Sends `raw` and reads one response; then checks the gateway closed the connection even
 /// though more bytes follow (a smuggled second request must never be read).
 fn exchange(port: u16, raw: &[u8]) -> (Response, bool) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut stream = connect(port, Duration::from_secs(5));
     stream.write_all(raw).unwrap();
     let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let _ = stream.write_all(smuggled);
@@ -72,7 +68,7 @@ fn smuggling_shapes_are_refused_and_the_connection_closed() {
         assert!(closed, "{name}: the connection must be closed");
     }
     // A target with bytes that must be escaped is not malformed: pingora percent-encodes it.
-    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut plain = connect(port, Duration::from_secs(5));
     plain
         .write_all(b"GET /a|b?q={1} HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -125,10 +121,7 @@ fn gateway_with_deadline(name: &str, deadline: &str) -> (Backend, Gateway) {
 /// timeout) until the gateway answers; returns the answer (read to the connection's close) and
 /// when it came.
 fn trickle(port: u16, head: &[u8]) -> (Response, Duration) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    let mut stream = connect(port, Duration::from_millis(100));
     let started = Instant::now();
     let mut answer = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -177,9 +170,7 @@ fn a_trickled_header_section_gets_408_at_the_deadline() {
     );
 
     // A connection that sends nothing at all is cut at the same deadline.
-    let mut idle = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut idle = connect(gw.port, Duration::from_secs(10));
     let started = Instant::now();
     let mut silent = Vec::new();
     let _ = idle.read_to_end(&mut silent);
@@ -208,10 +199,7 @@ fn a_trickled_header_section_gets_408_at_the_deadline() {
 fn an_oversized_header_section_gets_431_as_soon_as_it_passes_the_limit() {
     let (app, gw) = gateway_with_deadline("oversized", "10s");
     // 16 KiB of header without an end: refused once the limit is passed, not at 1 MiB.
-    let mut stream = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut stream = connect(gw.port, Duration::from_secs(5));
     let mut head = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
     head.extend(std::iter::repeat_n(b'a', 17 * 1024));
     stream.write_all(&head).unwrap();
@@ -235,10 +223,7 @@ fn an_oversized_header_section_gets_431_as_soon_as_it_passes_the_limit() {
 #[test]
 fn the_deadline_covers_the_header_section_only() {
     let (app, gw) = gateway_with_deadline("deadline-scope", "1s");
-    let mut stream = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect(gw.port, Duration::from_secs(10));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     // A body slower than the header deadline is not cut: the deadline is for headers.
     stream
@@ -274,8 +259,7 @@ fn a_request_pipelined_mid_exchange_is_the_clients_fault_not_the_upstreams() {
         + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
     let gw = Gateway::start("pipelined", port, admin, &config, &[]);
     // Two requests in one write: the first is answered, then the connection closes.
-    let mut both = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    both.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut both = connect(port, Duration::from_secs(5));
     both.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut reader = BufReader::new(both);
@@ -285,8 +269,7 @@ fn a_request_pipelined_mid_exchange_is_the_clients_fault_not_the_upstreams() {
     );
     // The next request sent while the upstream is still working on the first one: pingora
     // gives up the exchange; the client hears 400 and the upstream is not blamed.
-    let mut mid = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    mid.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut mid = connect(port, Duration::from_secs(5));
     mid.write_all(b"GET /slow-one HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || app.count() >= 2));

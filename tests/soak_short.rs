@@ -46,10 +46,7 @@ fn client(port: u16, token: String, stop: Arc<AtomicBool>) -> (Vec<u16>, usize) 
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     while !stop.load(Ordering::Relaxed) {
         let (stream, reader) = conn.get_or_insert_with(|| {
-            let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
+            let stream = connect(port, Duration::from_secs(10));
             let reader = BufReader::new(stream.try_clone().unwrap());
             (stream, reader)
         });

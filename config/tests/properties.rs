@@ -94,6 +94,16 @@ fn apply(text: &str, damage: &Damage) -> String {
     out.into_iter().collect()
 }
 
+/// The shipped example `name`, damaged in turn by each of `damage`: a config, or errors that
+/// point into the damaged text.
+fn damaged_example_is_located(name: &str, damage: &[Damage]) -> Result<(), TestCaseError> {
+    let text = damage.iter().fold(example(name), |text, d| apply(&text, d));
+    match load(name, &text) {
+        Ok(()) => Ok(()),
+        Err(errors) => assert_located(&text, &errors),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3_000))]
 
@@ -131,26 +141,14 @@ proptest! {
     fn a_damaged_production_config_is_refused_with_locations_or_still_valid(
         damage in prop::collection::vec(damage(), 1..4),
     ) {
-        let mut text = example("production.toml");
-        for d in &damage {
-            text = apply(&text, d);
-        }
-        if let Err(errors) = load("production.toml", &text) {
-            assert_located(&text, &errors)?;
-        }
+        damaged_example_is_located("production.toml", &damage)?;
     }
 
     #[test]
     fn a_damaged_quickstart_config_is_refused_with_locations_or_still_valid(
         damage in prop::collection::vec(damage(), 1..4),
     ) {
-        let mut text = example("quickstart.toml");
-        for d in &damage {
-            text = apply(&text, d);
-        }
-        if let Err(errors) = load("quickstart.toml", &text) {
-            assert_located(&text, &errors)?;
-        }
+        damaged_example_is_located("quickstart.toml", &damage)?;
     }
 
     #[test]

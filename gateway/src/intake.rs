@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::access_log::{timestamp, Entry};
 use crate::error::Rejection;
 use crate::metrics::method_label;
+use crate::outcome;
 use crate::proxy::Proxy;
 use crate::respond::{self, Generated};
 use crate::state::State;
@@ -57,7 +58,7 @@ impl ServerApp for Intake {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         let mut stream = stream;
-        let mut settings = None;
+        let mut settings: Option<HttpPersistentSettings> = None;
         // The first request's deadline counts from the accept (a client that connects and
         // sends nothing is a slowloris too).
         let mut accepted = Some(Instant::now());
@@ -72,10 +73,10 @@ impl ServerApp for Intake {
             };
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
-                Some(kept) => {
-                    pingora::apps::HttpPersistentSettings::apply_to_session(kept, &mut session)
+                Some(kept) => kept.apply_to_session(&mut session),
+                None => {
+                    session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_IDLE.as_secs()))
                 }
-                None => session.set_keepalive((!*shutdown.borrow()).then_some(60)),
             }
             session.set_pipelined_prefix(head);
             let reused = HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
@@ -195,12 +196,6 @@ async fn refuse(
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 
     let method = method_of(seen);
-    let status = generated.status;
-    state
-        .metrics
-        .requests
-        .with_label_values(&["none", method, status.to_string().as_str()])
-        .inc();
     let client_ip = stream
         .get_socket_digest()
         .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
@@ -212,8 +207,8 @@ async fn refuse(
         method,
         path: "",
         route: None,
-        status,
-        duration_ms: (began.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
+        status: generated.status,
+        duration_ms: outcome::duration_ms(began.elapsed()),
         upstream: None,
         peer: None,
         user: None,
@@ -221,12 +216,11 @@ async fn refuse(
         tries: None,
         bytes_sent: generated.body.len(),
     };
-    if !state.log.write(&entry) {
-        state.metrics.access_log_dropped.inc();
-    }
+    outcome::record(state, "none", method, &entry);
 }
 
-/// An HTTP/1.1 response head and body as bytes, closing the connection.
+/// An HTTP/1.1 response head (header lines as pingora writes them) and body as bytes,
+/// closing the connection.
 fn serialize(head: &pingora::http::ResponseHeader, body: &[u8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(1024 + body.len());
     out.put_slice(b"HTTP/1.1 ");
@@ -234,13 +228,8 @@ fn serialize(head: &pingora::http::ResponseHeader, body: &[u8]) -> BytesMut {
     out.put_u8(b' ');
     out.put_slice(head.status.canonical_reason().unwrap_or("").as_bytes());
     out.put_slice(b"\r\n");
-    for (name, value) in head.headers.iter() {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-    out.put_slice(b"connection: close\r\n\r\n");
+    head.header_to_h1_wire(&mut out);
+    out.put_slice(b"Connection: close\r\n\r\n");
     out.put_slice(body);
     out
 }

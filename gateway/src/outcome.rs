@@ -122,11 +122,9 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     let route = ctx.route_name().to_string();
     let req = session.req_header();
     let method = method_label(&req.method);
-    let m = &state.metrics;
-    m.requests
-        .with_label_values(&[route.as_str(), method, itoa(status).as_str()])
-        .inc();
-    m.request_duration
+    state
+        .metrics
+        .request_duration
         .with_label_values(&[route.as_str()])
         .observe(elapsed.as_secs_f64());
     if ctx.upstream_outcome.is_none()
@@ -155,7 +153,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         path,
         route: ctx.route.as_ref().map(|r| r.name.as_str()),
         status,
-        duration_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+        duration_ms: duration_ms(elapsed),
         upstream: ctx
             .pool
             .as_ref()
@@ -167,9 +165,26 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         tries: (ctx.tried.len() > 1).then_some(ctx.tried.len() as u32),
         bytes_sent: session.body_bytes_sent().max(ctx.bytes_sent),
     };
-    if !state.log.write(&entry) {
-        m.access_log_dropped.inc();
+    record(state, &route, method, &entry);
+}
+
+/// Counts a finished request in `requests_total` and writes its access-log line (counting it
+/// as dropped if the log is full). Every answer ends here: proxied, generated in a phase, or
+/// refused by the intake before any phase ran.
+pub fn record(state: &State, route: &str, method: &'static str, entry: &Entry) {
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route, method, itoa(entry.status).as_str()])
+        .inc();
+    if !state.log.write(entry) {
+        state.metrics.access_log_dropped.inc();
     }
+}
+
+/// The access log's `duration_ms`: milliseconds with microsecond precision.
+pub fn duration_ms(elapsed: std::time::Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 fn itoa(n: u16) -> String {

@@ -93,9 +93,7 @@ impl Generated {
             reason,
         }
     }
-}
 
-impl Generated {
     /// The status line, the response's own headers and its Content-Length; the caller adds the
     /// headers every response gets (`finish_headers` or `stamp`).
     pub fn header(&self) -> pingora::Result<ResponseHeader> {

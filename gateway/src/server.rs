@@ -1,5 +1,6 @@
 //! Assembles the pingora server: the proxy service (the intake in front of pingora's HTTP
-//! proxy) on every plain and TLS listener (HTTP/1.1 and h2 by ALPN), the health-check background service, and our own shutdown handling.
+//! proxy) on every plain and TLS listener (HTTP/1.1 and h2 by ALPN), the health-check
+//! background service, and our own shutdown handling.
 
 use std::sync::Arc;
 

@@ -129,7 +129,7 @@ fn framed(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Head {
 
 /// A copy of the section with every byte of the request target that is not plainly legal
 /// replaced by `x` (the target is everything between the request line's first and last space).
-pub fn mask_target(head: &[u8]) -> Vec<u8> {
+fn mask_target(head: &[u8]) -> Vec<u8> {
     let mut out = head.to_vec();
     let start = out
         .iter()
@@ -163,7 +163,7 @@ pub fn mask_target(head: &[u8]) -> Vec<u8> {
 /// Transfer-Encoding must be exactly `chunked`, never beside Content-Length (RFC 9112 section
 /// 6.1: the two parsers behind a gateway may disagree on which wins) and never in HTTP/1.0;
 /// Content-Length appears at most once, as digits; Host at most once (section 3.2).
-pub fn framing(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Result<(), &'static str> {
+fn framing(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Result<(), &'static str> {
     let (mut lengths, mut length_ok, mut hosts) = (0usize, true, 0usize);
     let (mut encoded, mut codings, mut only_chunked) = (false, 0usize, true);
     for field in headers {

@@ -1,0 +1,259 @@
+//! The gateway process: start it on a config, signal it, read its metrics and logs.
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub struct Gateway {
+    pub port: u16,
+    pub admin: u16,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn server_section(port: u16, admin: u16, extra: &str) -> String {
+    format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"3s\"\n{extra}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n")
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-e2e-{}-{}-{}",
+        name,
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Gateway {
+    /// Starts the binary on `config` (which must use `port` and `admin`), waiting until
+    /// `/healthz` answers and the listener accepts.
+    pub fn start(name: &str, port: u16, admin: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_with_files(name, port, admin, config, env, |_| {})
+    }
+
+    /// Like `start`, after `prepare` wrote extra files (certificates, keys) into the gateway's
+    /// directory, which relative paths in the config resolve against.
+    pub fn start_with_files(
+        name: &str,
+        port: u16,
+        admin: u16,
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Gateway {
+        let gw = Self::spawn(name, port, admin, config, env, prepare, &[]);
+        gw.await_ready(name);
+        gw
+    }
+
+    /// Like `start`, with extra command-line arguments.
+    pub fn start_with_args(
+        name: &str,
+        port: u16,
+        admin: u16,
+        config: &str,
+        args: &[&str],
+    ) -> Gateway {
+        let gw = Self::spawn(name, port, admin, config, &[], |_| {}, args);
+        gw.await_ready(name);
+        gw
+    }
+
+    /// Starts a second process with `--upgrade`, which takes the listening sockets over once
+    /// the running one gets SIGQUIT. Returns at once (the old process still answers).
+    pub fn start_upgrade(name: &str, old: &Gateway, config: &str, sock: &Path) -> Gateway {
+        let sock = sock.to_str().expect("utf-8 path");
+        Self::spawn(
+            name,
+            old.port,
+            old.admin,
+            config,
+            &[],
+            |_| {},
+            &["--upgrade", "--upgrade-sock", sock],
+        )
+    }
+
+    fn spawn(
+        name: &str,
+        port: u16,
+        admin: u16,
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        args: &[&str],
+    ) -> Gateway {
+        let dir = scratch(name);
+        prepare(&dir);
+        let config_path = dir.join("portcullis.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null());
+        cmd.stdout(std::fs::File::create(dir.join("stdout.log")).unwrap());
+        cmd.stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start portcullis");
+        Gateway {
+            port,
+            admin,
+            dir,
+            config_path,
+            child: Some(child),
+        }
+    }
+
+    fn await_ready(&self, name: &str) {
+        let ready = wait_until(Duration::from_secs(15), || {
+            self.admin_get("/healthz").is_some_and(|r| r.status == 200)
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        if !ready {
+            let stderr = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+            panic!("gateway {name} not ready in 15 s; stderr:\n{stderr}");
+        }
+    }
+
+    pub fn get(&self, target: &str) -> Response {
+        request(self.port, "GET", target, &[], b"")
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        request(self.port, method, target, headers, body)
+    }
+
+    pub fn admin_get(&self, path: &str) -> Option<Response> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .ok()?;
+        read_response(&mut BufReader::new(stream), "GET")
+    }
+
+    /// The value of a metric sample whose line starts with `prefix` (name and labels), summed.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let Some(resp) = self.admin_get("/metrics") else {
+            return 0.0;
+        };
+        let text = String::from_utf8_lossy(&resp.body).to_string();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    /// The gateway process's resident memory in KiB (Linux /proc).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+    }
+
+    pub fn reload(&self, config: &str) {
+        let tmp = self.dir.join("next.toml");
+        std::fs::write(&tmp, config).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+        self.signal(libc::SIGHUP);
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Access-log lines (JSON objects with a request_id).
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("request_id").is_some())
+            .collect()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            self.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portcullis");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
