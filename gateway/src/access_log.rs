@@ -126,19 +126,36 @@ fn write_loop(shared: &(Mutex<Pending>, Condvar)) {
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds.
+/// RFC 3339 UTC timestamp with milliseconds (written digit by digit: `format!` cost more
+/// than the rest of the log line, once per request).
 pub fn timestamp(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let mut out = String::with_capacity(24);
+    push_digits(&mut out, y.clamp(0, 9999) as u64, 4);
+    let fields = [
+        ('-', u64::from(m), 2),
+        ('-', u64::from(day), 2),
+        ('T', rem / 3600, 2),
+        (':', (rem % 3600) / 60, 2),
+        (':', rem % 60, 2),
+        ('.', u64::from(d.subsec_millis()), 3),
+    ];
+    for (separator, n, width) in fields {
+        out.push(separator);
+        push_digits(&mut out, n, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// `n` in exactly `width` decimal digits, zero-padded.
+fn push_digits(out: &mut String, n: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u64.pow(i) % 10) as u8));
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -171,5 +188,28 @@ mod tests {
         );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(&timestamp(leap)[..10], "2000-02-29");
+    }
+
+    /// The digit-by-digit writer agrees with `format!` over 130 years of instants.
+    #[test]
+    fn timestamps_match_the_formatted_definition() {
+        let formatted = |t: SystemTime| {
+            let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            let (days, rem) = (d.as_secs() / 86_400, d.as_secs() % 86_400);
+            let (y, m, day) = civil_from_days(days as i64);
+            format!(
+                "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60,
+                d.subsec_millis()
+            )
+        };
+        let mut ms: u64 = 0;
+        while ms < 4_102_444_800_000 {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(timestamp(t), formatted(t));
+            ms += 7_919_993_317; // about 92 days, so every field's digits vary
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! What the upstream sees and what comes back: the rewritten target, forwarding headers,
 //! injected headers, and hop-by-hop headers dropped both ways (RFC 9110 section 7.6.1).
 
-use http::header::{HeaderName, HeaderValue, HOST};
+use http::header::{HeaderValue, HOST};
 use http::Uri;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -11,10 +11,12 @@ use portcullis_routing::forwarding::hop_by_hop;
 use crate::ctx::RequestCtx;
 use crate::respond::X_REQUEST_ID;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+// Names as static strings: pingora keeps a copy of each inserted name for its case map, and a
+// `&'static str` is the one form it can keep without allocating.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_REAL_IP: &str = "x-real-ip";
 
 pub fn upstream_request(
     session: &Session,
@@ -41,7 +43,7 @@ pub fn upstream_request(
     let peer_text = peer.map_or_else(|| ctx.client_ip.to_string(), |ip| ip.to_string());
     // A trusted proxy's chain is extended; anyone else's is replaced, so a client cannot
     // plant addresses for the backend to believe.
-    let forwarded_for = match (ctx.peer_trusted, joined(req, &X_FORWARDED_FOR)) {
+    let forwarded_for = match (ctx.peer_trusted, joined(req, X_FORWARDED_FOR)) {
         (true, Some(chain)) => format!("{chain}, {peer_text}"),
         _ => peer_text,
     };
@@ -53,14 +55,14 @@ pub fn upstream_request(
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string);
-    let forwarded_host = match (ctx.peer_trusted, joined(req, &X_FORWARDED_HOST)) {
+    let forwarded_host = match (ctx.peer_trusted, joined(req, X_FORWARDED_HOST)) {
         (true, Some(h)) => Some(h),
         _ => client_host,
     };
     match forwarded_host {
         Some(h) => set(req, X_FORWARDED_HOST, &h)?,
         None => {
-            req.remove_header(&X_FORWARDED_HOST);
+            req.remove_header(X_FORWARDED_HOST);
         }
     }
     set(req, X_REAL_IP, &ctx.client_ip.to_string())?;
@@ -94,7 +96,7 @@ pub fn upstream_response(resp: &mut ResponseHeader) {
     }
 }
 
-fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
+fn joined(req: &RequestHeader, name: &str) -> Option<String> {
     let values: Vec<&str> = req
         .headers
         .get_all(name)
@@ -104,7 +106,7 @@ fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-fn set(req: &mut RequestHeader, name: HeaderName, value: &str) -> Result<()> {
+fn set(req: &mut RequestHeader, name: &'static str, value: &str) -> Result<()> {
     let value = HeaderValue::from_str(value)
         .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid forwarding header"))?;
     req.insert_header(name, value)

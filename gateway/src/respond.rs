@@ -16,7 +16,8 @@ use crate::error::Rejection;
 use crate::respond_ops::{ApplyHeaderOp, HeaderOp};
 use crate::snapshot::Snapshot;
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// A static string, so pingora can keep the name for its case map without allocating.
+pub const X_REQUEST_ID: &str = "x-request-id";
 
 /// A response the gateway writes itself.
 pub struct Generated {

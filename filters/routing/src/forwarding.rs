@@ -14,38 +14,40 @@ pub const PROXY_CONNECTION: &str = "proxy-connection";
 /// protocol upgrades (WebSocket) `Connection` and `Upgrade` must pass, so `upgrade` keeps them.
 pub fn hop_by_hop(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> {
     let mut out: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',') {
-            let token = token.trim().to_ascii_lowercase();
-            if token.is_empty() || (upgrade && token == "upgrade") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                if name != TRANSFER_ENCODING && !out.contains(&name) {
-                    out.push(name);
-                }
-            }
-        }
-    }
-    let fixed = [
-        HeaderName::from_static(KEEP_ALIVE),
-        HeaderName::from_static(PROXY_CONNECTION),
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRAILER,
-    ];
-    for name in fixed {
-        if headers.contains_key(&name) && !out.contains(&name) {
+    let mut push = |name: HeaderName| {
+        if !out.contains(&name) {
             out.push(name);
         }
-    }
-    if !upgrade {
-        for name in [CONNECTION, UPGRADE] {
-            if headers.contains_key(&name) && !out.contains(&name) {
-                out.push(name);
+    };
+    // One pass over the names present (a handful), rather than one lookup per candidate:
+    // this runs twice for every proxied request.
+    for name in headers.keys() {
+        if name == CONNECTION {
+            for value in headers.get_all(CONNECTION) {
+                let Ok(text) = value.to_str() else { continue };
+                for token in text.split(',').map(str::trim) {
+                    if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                        continue;
+                    }
+                    if let Ok(listed) = HeaderName::from_bytes(token.as_bytes()) {
+                        if listed != TRANSFER_ENCODING {
+                            push(listed);
+                        }
+                    }
+                }
             }
+            if !upgrade {
+                push(CONNECTION);
+            }
+        } else if (name == UPGRADE && !upgrade)
+            || name == PROXY_AUTHENTICATE
+            || name == PROXY_AUTHORIZATION
+            || name == TE
+            || name == TRAILER
+            || name.as_str() == KEEP_ALIVE
+            || name.as_str() == PROXY_CONNECTION
+        {
+            push(name.clone());
         }
     }
     out
@@ -81,5 +83,76 @@ mod tests {
         h.insert(UPGRADE, "websocket".parse().unwrap());
         assert!(hop_by_hop(&h, true).is_empty());
         assert_eq!(hop_by_hop(&h, false).len(), 2);
+    }
+
+    /// The straightforward definition: every candidate looked up by name.
+    fn by_lookup(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> {
+        let mut out: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.to_str().unwrap_or("").split(',') {
+                let token = token.trim().to_ascii_lowercase();
+                if token.is_empty() || (upgrade && token == "upgrade") {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    if name != TRANSFER_ENCODING && !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        let mut fixed = vec![
+            HeaderName::from_static(KEEP_ALIVE),
+            HeaderName::from_static(PROXY_CONNECTION),
+            PROXY_AUTHENTICATE,
+            PROXY_AUTHORIZATION,
+            TE,
+            TRAILER,
+        ];
+        if !upgrade {
+            fixed.extend([CONNECTION, UPGRADE]);
+        }
+        for name in fixed {
+            if headers.contains_key(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        /// The one-pass scan finds exactly the headers the lookup definition finds.
+        #[test]
+        fn one_pass_scan_matches_the_definition(
+            names in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                    "proxy-authorization", "te", "trailer", "upgrade", "transfer-encoding",
+                    "x-hop", "x-normal", "host", "accept",
+                ]),
+                0..8,
+            ),
+            listed in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "close", "Upgrade", "X-Hop", "keep-alive", "transfer-encoding", "", " te ",
+                    "bad header", "HOST",
+                ]),
+                0..5,
+            ),
+            upgrade: bool,
+        ) {
+            let mut h = HeaderMap::new();
+            for name in &names {
+                let value = if *name == "connection" { listed.join(",") } else { "1".to_string() };
+                h.append(HeaderName::from_static(name), value.parse().unwrap());
+            }
+            let mut fast = hop_by_hop(&h, upgrade);
+            let mut slow = by_lookup(&h, upgrade);
+            fast.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            slow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
 }

@@ -1,0 +1,95 @@
+# Shared by scripts/bench and scripts/bench-cost (sourced, not run): builds the binaries with
+# cargo profile $PROFILE (default dist, the production build), makes a work directory removed
+# on exit, picks free ports, writes the backend and nginx configs and the two Portcullis
+# configs (forwarding only; the full pipeline), and mints the full pipeline's HS256 token.
+PROFILE=${PROFILE:-dist}
+
+cargo build --profile "$PROFILE" --bin portcullis --example bare_pingora >/dev/null
+BIN=$PWD/target/$PROFILE/portcullis
+BARE=$PWD/target/$PROFILE/examples/bare_pingora
+WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BACKEND=$(port); NGINX=$(port); BARE_PORT=$(port); PC_FWD=$(port); PC_FULL=$(port); ADMIN1=$(port); ADMIN2=$(port)
+
+# The backend: nginx answering a fixed 200 with a small JSON body (fast enough that it is never
+# the bottleneck), on core 1.
+mkdir -p "$WORK/nginx"
+cat > "$WORK/backend.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/backend.pid; error_log $WORK/backend-error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BACKEND; location / { default_type application/json; return 200 '{"track":1,"title":"demo"}'; } } }
+CONF
+cat > "$WORK/proxy.conf" <<CONF
+worker_processes 1; daemon off; master_process off; pid $WORK/proxy.pid; error_log $WORK/proxy-error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$BACKEND; keepalive 128; }
+  server { listen 127.0.0.1:$NGINX;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr; } } }
+CONF
+common_cfg() {
+  cat <<CONF
+[server]
+listen = ["127.0.0.1:$1"]
+threads = 1
+[admin]
+listen = "127.0.0.1:$2"
+[upstreams.app]
+peers = ["127.0.0.1:$BACKEND"]
+CONF
+}
+common_cfg "$PC_FWD" "$ADMIN1" > "$WORK/forward.toml"
+cat >> "$WORK/forward.toml" <<CONF
+[suspicious]
+mode = "off"
+[[routes]]
+name = "music"
+path_prefix = "/api/music"
+upstream = "app"
+CONF
+common_cfg "$PC_FULL" "$ADMIN2" > "$WORK/full.toml"
+cat >> "$WORK/full.toml" <<CONF
+[jwt]
+algorithms = ["HS256"]
+secret = "bench-secret-bench-secret-bench-secret-0123"
+forward_claims = { sub = "x-user-id" }
+[rate_limits.default]
+per_ip = "100000000/min"
+per_user = "100000000/min"
+[cors]
+allow_origins = ["https://music.example.com"]
+[suspicious]
+mode = "block"
+ban_threshold = 0
+[[routes]]
+name = "music"
+path_prefix = "/api/music"
+upstream = "app"
+auth = "required"
+[[routes]]
+name = "open"
+path_prefix = "/api/open"
+upstream = "app"
+auth = "none"
+[[routes]]
+name = "unlimited"
+path_prefix = "/api/unlimited"
+upstream = "app"
+auth = "required"
+rate_limit = "off"
+CONF
+TOKEN=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+head = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b(json.dumps({"sub": "bench-user", "exp": int(time.time()) + 86400}).encode())
+sig = b(hmac.new(b"bench-secret-bench-secret-bench-secret-0123", f"{head}.{body}".encode(), hashlib.sha256).digest())
+print(f"{head}.{body}.{sig}")
+PY
+)
