@@ -177,3 +177,58 @@ fn a_jwt_key_file_that_is_not_a_public_key_is_refused_with_its_location() {
         "{err}"
     );
 }
+
+#[test]
+fn hardening_keys_are_checked_with_their_location() {
+    let good = config(8080, 9901, 3000);
+    let with = |server: &str, rest: &str| {
+        good.replacen("grace_period", &format!("{server}\ngrace_period"), 1) + rest
+    };
+    let cases = [
+        (
+            with("underscore_headers = \"strip\"", ""),
+            "strip",
+            "server.underscore_headers",
+            "not one of \"drop\", \"reject\", \"allow\"",
+        ),
+        (
+            with(
+                "",
+                "\n[rate_limits.default]\nper_ip = \"10/min\"\nipv6_prefix = 47\n",
+            ),
+            "ipv6_prefix",
+            "rate_limits.default.ipv6_prefix",
+            "48",
+        ),
+        (
+            with("", "\n[suspicious]\nipv6_prefix = 129\n"),
+            "ipv6_prefix",
+            "suspicious.ipv6_prefix",
+            "128",
+        ),
+        (
+            good.replace("path_prefix = \"/\"", "path_prefix = \"/api;v=1\""),
+            "/api;v=1",
+            "routes[0].path_prefix",
+            "`;`",
+        ),
+    ];
+    for (i, (text, needle, key, message)) in cases.iter().enumerate() {
+        let file = format!("hardening-{i}.toml");
+        let (code, _, err) = check(&file, text);
+        assert_eq!(code, Some(2), "{file}: {err}");
+        let expected = format!("{file}:{}:", line_of(text, needle));
+        assert!(
+            err.contains(&expected),
+            "{file}: expected `{expected}` in {err}"
+        );
+        assert!(err.contains(key) && err.contains(message), "{file}: {err}");
+    }
+    let fine = with(
+        "underscore_headers = \"reject\"",
+        "\n[rate_limits.default]\nper_ip = \"10/min\"\nipv6_prefix = 56\n\n[suspicious]\nipv6_prefix = 48\n",
+    );
+    let (code, out, err) = check("hardening-ok.toml", &fine);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("configuration ok"));
+}

@@ -60,6 +60,23 @@ pub struct Server {
     pub request_header_timeout: Duration,
     /// Route matching ignores case unless this is true (Express ignores case by default).
     pub case_sensitive_routing: bool,
+    /// What happens to client header names holding `_` (CGI-style backends read `_` as `-`).
+    pub underscore_headers: UnderscoreHeaders,
+}
+
+/// `server.underscore_headers`: client header names containing `_`. CGI, WSGI, Rack and PHP
+/// map `X_User_Id` and `X-User-Id` to the same `HTTP_X_USER_ID`, so such a name can stand in
+/// for a header the gateway vouches for. The twins of headers the gateway sets are removed
+/// whatever this says; this decides for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnderscoreHeaders {
+    /// Removed before forwarding (nginx's `underscores_in_headers off`).
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Forwarded as sent.
+    Allow,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -304,7 +321,13 @@ pub struct RatePolicy {
     /// At least one of the two is set.
     pub per_ip: Option<Rate>,
     pub per_user: Option<Rate>,
+    /// IPv6 clients share one per-IP bucket per prefix of this length (48..=128): a client
+    /// that owns a /64 cannot multiply its budget by rotating addresses inside it.
+    pub ipv6_prefix: u8,
 }
+
+/// The default `ipv6_prefix`: one end site's subnet (RFC 6177).
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitStore {
@@ -369,6 +392,8 @@ pub struct Suspicious {
     pub ban_table_size: usize,
     /// Rule names switched off (see docs/configuration.md for the list).
     pub disabled_rules: Vec<String>,
+    /// IPv6 clients are banned per prefix of this length (48..=128).
+    pub ipv6_prefix: u8,
 }
 
 impl Suspicious {
@@ -398,6 +423,7 @@ impl Default for Suspicious {
             ban_duration: Duration::from_secs(600),
             ban_table_size: 100_000,
             disabled_rules: vec![],
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 }

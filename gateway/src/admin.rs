@@ -110,9 +110,11 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         ),
     };
     let head_only = method == b"HEAD";
+    // Like every answer the process gives, with a request id to quote.
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
+        body.len(),
+        portcullis_routing::request_id::generate(),
     );
     let _ = stream.write_all(response.as_bytes()).await;
     if !head_only {

@@ -34,6 +34,7 @@ pub async fn admit(
     ctx: &mut RequestCtx,
 ) -> Result<(), Stop> {
     identify(session, ctx);
+    request_shape(session, ctx)?;
     header_limits(session, ctx)?;
     suspicious(state, session, ctx)?;
     https_redirect(state, session, ctx)?;
@@ -42,6 +43,32 @@ pub async fn admit(
     route(session, ctx)?;
     authenticate(state, session, ctx).await?;
     rate_limit(state, ctx).await?;
+    Ok(())
+}
+
+/// What the HTTP/1 intake refuses before pingora parses, refused here for h2 too (its
+/// streams reach pingora directly): `CONNECT` (the gateway is no forward proxy; pingora's own
+/// answer would be a bare 405), a request naming no host (RFC 9112 section 3.2 for HTTP/1.1,
+/// RFC 9113 section 8.3.1 for h2), and with `underscore_headers = "reject"` a header name
+/// holding `_`.
+fn request_shape(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
+    let req = session.req_header();
+    if req.method == http::Method::CONNECT {
+        return Err(Rejection::MethodNotAllowed {
+            method: req.method.clone(),
+            allow: crate::error::PROXIED_METHODS.to_vec(),
+        }
+        .into());
+    }
+    if ctx.host.is_none() && req.version != http::Version::HTTP_10 {
+        return Err(Rejection::BadRequest("the request names no host".into()).into());
+    }
+    if let Some(name) = ctx.snapshot.client_headers.refused(&req.headers) {
+        return Err(Rejection::BadRequest(format!(
+            "header names with `_` are not accepted here ({name})"
+        ))
+        .into());
+    }
     Ok(())
 }
 

@@ -4,6 +4,17 @@
 
 use http::{HeaderValue, Method};
 
+/// What a 405 for a method the gateway never proxies (`CONNECT`, `TRACE`) lists as allowed.
+pub const PROXIED_METHODS: &[Method] = &[
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     #[error("{0}")]

@@ -18,6 +18,16 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_REAL_IP: &str = "x-real-ip";
 
+/// Every header this module sets on each upstream request; client copies in any spelling are
+/// removed (`ClientHeaders`).
+pub const GATEWAY_HEADERS: &[&str] = &[
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+    X_REQUEST_ID,
+];
+
 pub fn upstream_request(
     session: &Session,
     req: &mut RequestHeader,
@@ -33,6 +43,13 @@ pub fn upstream_request(
         req.set_uri(uri);
     }
     for name in hop_by_hop(&req.headers, session.is_upgrade_req()) {
+        req.remove_header(&name);
+    }
+    for name in ctx
+        .snapshot
+        .client_headers
+        .to_remove(&req.headers, ctx.peer_trusted)
+    {
         req.remove_header(&name);
     }
 
@@ -68,16 +85,13 @@ pub fn upstream_request(
     set(req, X_REAL_IP, &ctx.client_ip.to_string())?;
     set(req, X_REQUEST_ID, &ctx.request_id)?;
 
-    // Identity headers: the client's copies never pass, whatever the route's auth mode.
-    for name in &ctx.snapshot.identity_headers {
-        req.remove_header(name);
-    }
+    // Verified claims; the client's copies of these names went with `client_headers` above,
+    // whatever the route's auth mode.
     for (name, value) in &ctx.forward_headers {
         req.append_header(name.clone(), value.clone())?;
     }
     if let Some(pool) = &ctx.pool {
         for (name, value) in &pool.config.request_headers {
-            req.remove_header(name);
             req.insert_header(name.clone(), value.clone())?;
         }
         // A TLS upstream is a different site (TopMediai): it expects its own name as Host.

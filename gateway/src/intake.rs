@@ -7,7 +7,11 @@
 //!   each later one (the idle time between requests is the keep-alive timeout's business);
 //! - its size and field count (`max_request_header_bytes`, `max_request_headers`), 431;
 //! - the framing rules a gateway in front of another parser must hold (request smuggling
-//!   shapes) and a well-formed section, 400.
+//!   shapes), a well-formed section naming its host once, and a request target that is a
+//!   path (or an absolute URI naming that same host), 400; `CONNECT`, 405.
+//!
+//! Together these leave pingora nothing to refuse with an answer of its own (a bare 400 or
+//! 405 with `Server: Pingora`, no JSON body, no security headers, no log line).
 //!
 //! A refusal gets the contract's JSON body, request id and security headers (built by
 //! `respond`, like every other generated answer), is counted and logged, and the connection is
@@ -141,6 +145,10 @@ async fn read_head(
             Head::Partial => None,
             Head::TooLarge => Some(Rejection::HeadersTooLarge),
             Head::Malformed(reason) => Some(Rejection::BadRequest(reason.into_owned())),
+            Head::Connect => Some(Rejection::MethodNotAllowed {
+                method: http::Method::CONNECT,
+                allow: crate::error::PROXIED_METHODS.to_vec(),
+            }),
         };
         if let Some(r) = refusal {
             return Err(Ended::Refused(r, buf, began));

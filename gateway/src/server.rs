@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::proxy::HttpProxy;
@@ -58,6 +59,12 @@ pub fn run(state: Arc<State>, options: Options) -> Result<(), String> {
         server.configuration.clone(),
     );
     http.handle_init_modules();
+    // pingora answers CONNECT itself with a bare 405 (no JSON body, no security headers, no
+    // log line). Letting it through to the request phase lets the gateway refuse it the way
+    // it refuses everything else; the HTTP/1 intake refuses it before pingora parses.
+    let mut options = HttpServerOptions::default();
+    options.allow_connect_method_proxying = true;
+    http.server_options = Some(options);
     let mut proxy = Service::new(
         "portcullis proxy".to_string(),
         Intake {

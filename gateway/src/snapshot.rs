@@ -9,7 +9,7 @@ use portcullis_config::Config;
 use portcullis_config::{StoreKind, SuspiciousMode};
 use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
 use portcullis_ratelimit::shared::SharedStore;
-use portcullis_routing::{Router, TrustedProxies};
+use portcullis_routing::{ClientHeaders, Router, TrustedProxies};
 
 use crate::auth::Auth;
 use crate::respond_ops::HeaderOp;
@@ -49,8 +49,9 @@ pub struct Snapshot {
     pub router: Router,
     pub trusted: TrustedProxies,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
-    /// Headers that carry verified claims upstream; client copies are always stripped.
-    pub identity_headers: Vec<http::HeaderName>,
+    /// Client headers removed before forwarding: twins of every header the gateway sets,
+    /// spoofable address claims, path and method overrides, `_` names.
+    pub client_headers: ClientHeaders,
     /// Security response headers (Helmet-grade defaults plus overrides).
     security_headers: SecurityHeaders,
     /// `[cors]`, when configured.
@@ -98,11 +99,21 @@ impl Snapshot {
                 (name.clone(), Arc::new(UpstreamPool::new(u, old)))
             })
             .collect();
-        let identity_headers = config
+        let identity_headers: Vec<http::HeaderName> = config
             .jwt
             .as_ref()
             .map(|j| j.forward_claims.iter().map(|(_, h)| h.clone()).collect())
             .unwrap_or_default();
+        let client_headers = ClientHeaders::new(
+            identity_headers.iter().map(|h| h.as_str()).chain(
+                config
+                    .upstreams
+                    .values()
+                    .flat_map(|u| u.request_headers.iter().map(|(n, _)| n.as_str())),
+            ),
+            crate::forward::GATEWAY_HEADERS.iter().copied(),
+            config.server.underscore_headers,
+        );
         let security_headers = SecurityHeaders::new(&config.security_headers);
         let cors = config.cors.as_ref().map(CorsPolicy::new);
         let detector = (config.suspicious.mode != SuspiciousMode::Off)
@@ -132,7 +143,7 @@ impl Snapshot {
             cors,
             security_headers,
             tls,
-            identity_headers,
+            client_headers,
             config: Arc::new(config),
             router,
             trusted,

@@ -149,6 +149,7 @@ pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspi
     let window = s.get("ban_window").map(|f| f.positive_duration(d));
     let duration = s.get("ban_duration").map(|f| f.positive_duration(d));
     let table = s.get("ban_table_size").map(|f| f.int(d, 1, 10_000_000));
+    let ipv6_prefix = s.get("ipv6_prefix").map(|f| f.int(d, 48, 128));
     let disabled = s.get("disabled_rules").map(|f| {
         f.list(d, |f, d| {
             let rule = f.non_empty_string(d)?;
@@ -184,5 +185,6 @@ pub(crate) fn suspicious(section: Option<Section>, d: &mut Diag) -> Option<Suspi
     set!(duration, out.ban_duration, |v| v);
     set!(table, out.ban_table_size, |v: i64| v as usize);
     set!(disabled, out.disabled_rules, |v| v);
+    set!(ipv6_prefix, out.ipv6_prefix, |v: i64| v as u8);
     ok.then_some(out)
 }

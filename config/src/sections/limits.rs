@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{RateLimitStore, RatePolicy, RedisStore, StoreKind};
+use crate::model::{RateLimitStore, RatePolicy, RedisStore, StoreKind, DEFAULT_IPV6_PREFIX};
 use crate::reader::{Diag, Section};
 use crate::sections::upstreams::valid_name;
 
@@ -24,6 +24,9 @@ pub(crate) fn policies(section: Option<Section>, d: &mut Diag) -> BTreeMap<Strin
         };
         let per_ip = p.get("per_ip").map(|f| f.rate(d));
         let per_user = p.get_located("per_user", d).map(|f| f.rate(d));
+        let ipv6_prefix = p
+            .get("ipv6_prefix")
+            .map_or(Some(i64::from(DEFAULT_IPV6_PREFIX)), |f| f.int(d, 48, 128));
         let span = p.span.clone();
         p.finish(d);
         if per_ip.is_none() && per_user.is_none() {
@@ -34,9 +37,10 @@ pub(crate) fn policies(section: Option<Section>, d: &mut Diag) -> BTreeMap<Strin
             );
             continue;
         }
-        let (Some(per_ip), Some(per_user)) = (
+        let (Some(per_ip), Some(per_user), Some(ipv6_prefix)) = (
             per_ip.map_or(Some(None), |r| r.map(Some)),
             per_user.map_or(Some(None), |r| r.map(Some)),
+            ipv6_prefix,
         ) else {
             continue;
         };
@@ -46,6 +50,7 @@ pub(crate) fn policies(section: Option<Section>, d: &mut Diag) -> BTreeMap<Strin
                 name: name.to_string(),
                 per_ip,
                 per_user,
+                ipv6_prefix: ipv6_prefix as u8,
             },
         );
     }

@@ -104,6 +104,13 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
             f.error(d, "must start with `/`");
             return None;
         }
+        if p.contains(';') {
+            f.error(
+                d,
+                "must not hold `;` (path parameters are removed from request paths)",
+            );
+            return None;
+        }
         Some(p)
     });
     let auth = match s.get("auth") {
@@ -159,12 +166,12 @@ fn path_prefix(field: &Field, d: &mut Diag) -> Option<String> {
         .skip(1)
         .any(|seg| matches!(seg, "." | "..") || (seg.is_empty() && trimmed != "/"));
     if bad_segment
-        || trimmed.contains(['%', '?', '#', '\\'])
+        || trimmed.contains(['%', '?', '#', '\\', ';'])
         || trimmed.chars().any(|c| c.is_control() || c == ' ')
     {
         field.error(
             d,
-            "must be a plain path: no `.`/`..` or empty segments, `%`, `?`, `#`, `\\` or spaces",
+            "must be a plain path: no `.`/`..` or empty segments, `%`, `?`, `#`, `;`, `\\` or spaces",
         );
         return None;
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::model::{Admin, Server, TlsFiles};
+use crate::model::{Admin, Server, TlsFiles, UnderscoreHeaders};
 use crate::reader::{Diag, Field, Section};
 
 pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Option<Server> {
@@ -67,6 +67,22 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
     let case_sensitive = s
         .get("case_sensitive_routing")
         .map_or(Some(false), |f| f.bool(d));
+    let underscore_headers =
+        s.get("underscore_headers")
+            .map_or(Some(UnderscoreHeaders::Drop), |f| {
+                match f.string(d)?.as_str() {
+                    "drop" => Some(UnderscoreHeaders::Drop),
+                    "reject" => Some(UnderscoreHeaders::Reject),
+                    "allow" => Some(UnderscoreHeaders::Allow),
+                    other => {
+                        f.error(
+                            d,
+                            format!("`{other}` is not one of \"drop\", \"reject\", \"allow\""),
+                        );
+                        None
+                    }
+                }
+            });
     let span = s.span.clone();
     s.finish(d);
 
@@ -121,6 +137,7 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
         max_request_headers: max_headers?,
         request_header_timeout: header_timeout?,
         case_sensitive_routing: case_sensitive?,
+        underscore_headers: underscore_headers?,
     })
 }
 

@@ -36,6 +36,8 @@ pub enum Head {
     TooLarge,
     /// Malformed or ambiguous framing (400), with the reason for the client.
     Malformed(Cow<'static, str>),
+    /// `CONNECT`: the gateway is a reverse proxy, not a tunnel (405).
+    Connect,
 }
 
 /// The incremental search over one request's growing buffer.
@@ -114,20 +116,61 @@ fn parse_and_frame(bytes: &[u8], fields: usize) -> Result<Head, httparse::Error>
     let mut req = httparse::Request::new(&mut []);
     Ok(
         match req.parse_with_uninit_headers(bytes, &mut storage[..fields])? {
-            httparse::Status::Complete(_) => framed(req.version, req.headers),
+            httparse::Status::Complete(_) => judge(&req),
             httparse::Status::Partial => malformed("malformed request header section"),
         },
     )
 }
 
-fn framed(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Head {
-    match framing(version, headers) {
+fn judge(req: &httparse::Request<'_, '_>) -> Head {
+    if req.method == Some("CONNECT") {
+        return Head::Connect;
+    }
+    let verdict = framing(req.version, req.headers).and_then(|host| target(req.path, host));
+    match verdict {
         Ok(()) => Head::Complete,
         Err(reason) => malformed(reason),
     }
 }
 
-/// A copy of the section with every byte of the request target that is not plainly legal
+/// The request target's form (RFC 9112 section 3.2): origin-form (`/path`) passes (`*`, the
+/// asterisk-form of a server-wide `OPTIONS`, names nothing the gateway routes);
+/// absolute-form (`http://host/path`) passes only with an `http` or `https` scheme and an
+/// authority that is exactly the `Host` field, so the two can never name different sites
+/// (pingora refuses a mismatch too, with a bare answer of its own). Anything else, such as
+/// authority-form outside CONNECT or another scheme, is refused.
+fn target(path: Option<&str>, host: Option<&[u8]>) -> Result<(), &'static str> {
+    let path = path.unwrap_or_default();
+    // httparse lets bytes above 0x7f through; pingora's URI parser then refuses them.
+    if !path.is_ascii() {
+        return Err("the request target holds bytes that are not ASCII");
+    }
+    if path.starts_with('/') {
+        return Ok(());
+    }
+    let rest = ["http://", "https://"].iter().find_map(|scheme| {
+        path.get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &path[scheme.len()..])
+    });
+    let Some(rest) = rest else {
+        return Err("the request target must be a path");
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let plain = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !plain {
+        return Err("the request target names no plain host");
+    }
+    if host != Some(authority.as_bytes()) {
+        return Err("the request target names another host than the Host header");
+    }
+    Ok(())
+}
+
+/// A copy of the section with every ASCII byte of the request target that is not plainly legal
 /// replaced by `x` (the target is everything between the request line's first and last space).
 fn mask_target(head: &[u8]) -> Vec<u8> {
     let mut out = head.to_vec();
@@ -150,7 +193,9 @@ fn mask_target(head: &[u8]) -> Vec<u8> {
         return out;
     }
     for b in &mut out[start + first + 1..start + last] {
-        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%#[]".contains(b);
+        // Bytes above 0x7f stay: pingora cannot escape them into a URI, so they are refused.
+        let plain =
+            !b.is_ascii() || b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%#[]".contains(b);
         if !plain {
             *b = b'x';
         }
@@ -162,9 +207,14 @@ fn mask_target(head: &[u8]) -> Vec<u8> {
 ///
 /// Transfer-Encoding must be exactly `chunked`, never beside Content-Length (RFC 9112 section
 /// 6.1: the two parsers behind a gateway may disagree on which wins) and never in HTTP/1.0;
-/// Content-Length appears at most once, as digits; Host at most once (section 3.2).
-fn framing(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Result<(), &'static str> {
+/// Content-Length appears at most once, as digits; Host exactly once in HTTP/1.1 and at most
+/// once in HTTP/1.0 (section 3.2), without userinfo. Returns the Host value.
+fn framing<'b>(
+    version: Option<u8>,
+    headers: &[httparse::Header<'b>],
+) -> Result<Option<&'b [u8]>, &'static str> {
     let (mut lengths, mut length_ok, mut hosts) = (0usize, true, 0usize);
+    let mut host = None;
     let (mut encoded, mut codings, mut only_chunked) = (false, 0usize, true);
     for field in headers {
         let name = field.name;
@@ -185,6 +235,7 @@ fn framing(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Result<(), 
             }
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host = Some(field.value.trim_ascii());
         }
     }
     if encoded {
@@ -207,7 +258,68 @@ fn framing(version: Option<u8>, headers: &[httparse::Header<'_>]) -> Result<(), 
     if hosts > 1 {
         return Err("more than one Host header");
     }
-    Ok(())
+    if hosts == 0 && version != Some(0) {
+        return Err("an HTTP/1.1 request needs a Host header");
+    }
+    if host.is_some_and(|h| h.contains(&b'@')) {
+        return Err("the Host header holds userinfo");
+    }
+    if host.is_some_and(|h| !valid_host(h)) {
+        return Err("the Host header is not a host name or address");
+    }
+    Ok(host)
+}
+
+/// RFC 9110 section 7.2 and RFC 3986 section 3.2.2: `uri-host [ ":" port ]`, where the host is
+/// an IP literal in brackets or a reg-name (unreserved, sub-delims and escapes). RFC 9112
+/// section 3.2 asks for 400 on an invalid Host; an empty one is valid.
+fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = if host.first() == Some(&b'[') {
+        let Some(close) = host.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let literal = &host[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        {
+            return false;
+        }
+        (&host[..0], &host[close + 1..])
+    } else {
+        match host.iter().position(|b| *b == b':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &host[host.len()..]),
+        }
+    };
+    let name_ok = name.iter().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    name_ok && port_ok
 }
 
 #[cfg(test)]
@@ -230,6 +342,7 @@ mod tests {
             Head::Partial => Ok(false),
             Head::TooLarge => Err(431),
             Head::Malformed(_) => Err(400),
+            Head::Connect => Err(405),
         }
     }
 
@@ -278,6 +391,50 @@ mod tests {
             b"\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n",
         ] {
             assert_eq!(verdict(req), Err(400), "{}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn hosts_and_target_forms_are_checked() {
+        for req in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: user@x\r\n\r\n",
+            b"GET http://evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://x@x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://evil.example/ HTTP/1.1\r\n\r\n",
+            b"GET http://evil.example/ HTTP/1.0\r\n\r\n",
+            b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET api/x HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /\x80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        ] {
+            assert_eq!(verdict(req), Err(400), "{}", String::from_utf8_lossy(req));
+        }
+        for req in [
+            &b"GET / HTTP/1.0\r\n\r\n"[..],
+            b"GET http://x/a?b HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET HTTPS://x:8443 HTTP/1.1\r\nHost: x:8443\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: music.example.com:443\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        ] {
+            assert_eq!(verdict(req), Ok(true), "{}", String::from_utf8_lossy(req));
+        }
+        for req in [
+            &b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n"[..],
+            b"CONNECT evil.example:443 HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(verdict(req), Err(405), "{}", String::from_utf8_lossy(req));
         }
     }
 

@@ -19,27 +19,50 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Longest `kid` looked up; longer ones are refused as malformed.
 const MAX_KID_BYTES: usize = 256;
 
-/// The bearer token of an `Authorization` header. `Ok(None)` when there is no header or it
-/// carries another scheme (RFC 6750: then the request has no bearer token).
+/// The bearer token of an `Authorization` header: `Ok(None)` when there is no header.
+///
+/// On a route that checks tokens, the header must be exactly one Bearer credential (RFC 6750
+/// section 2.1: `Bearer` in any case, one or more spaces, a token68). Anything else, such as
+/// another scheme, a tab for the space or a token with stray characters, is refused rather
+/// than treated as "no token": forwarded as anonymous, it would reach a backend that may read
+/// it by rules of its own, a credential the gateway never verified.
 pub fn bearer(value: Option<&HeaderValue>) -> Result<Option<&str>, AuthError> {
     let Some(value) = value else {
         return Ok(None);
     };
     let value = value
         .to_str()
-        .map_err(|_| AuthError::Malformed("the Authorization header is not ASCII"))?;
-    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
+        .map_err(|_| AuthError::Malformed("the Authorization header is not ASCII"))?
+        .trim_matches([' ', '\t']);
+    let scheme = value.get(..6).filter(|s| s.eq_ignore_ascii_case("bearer"));
+    let rest = value.get(6..).unwrap_or_default();
+    let token = rest.trim_start_matches(' ');
+    if scheme.is_none() || (token.len() == rest.len() && !rest.is_empty()) {
+        return Err(AuthError::Malformed(
+            "the Authorization header is not a Bearer credential",
+        ));
     }
-    let token = rest.trim();
     if token.is_empty() {
         return Err(AuthError::Malformed("the bearer token is empty"));
     }
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::Malformed("the token is larger than 8 KiB"));
     }
+    if !is_token68(token) {
+        return Err(AuthError::Malformed(
+            "the bearer token holds characters a token68 cannot",
+        ));
+    }
     Ok(Some(token))
+}
+
+/// RFC 9110 section 11.2: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// What the verifier needs from the JOSE header.
@@ -130,9 +153,29 @@ mod tests {
         assert_eq!(bearer(None), Ok(None));
         assert_eq!(bearer(Some(&v("Bearer abc"))), Ok(Some("abc")));
         assert_eq!(bearer(Some(&v("bearer   abc "))), Ok(Some("abc")));
-        assert_eq!(bearer(Some(&v("Basic dXNlcjpwdw=="))), Ok(None));
+        assert_eq!(
+            bearer(Some(&v("BEARER a.b-c_d~e+f/g=="))),
+            Ok(Some("a.b-c_d~e+f/g=="))
+        );
         assert!(bearer(Some(&v("Bearer"))).is_err());
         assert!(bearer(Some(&v("Bearer  "))).is_err());
+        for other in [
+            "Basic dXNlcjpwdw==",
+            "Bearer\tabc",
+            "Bearerabc",
+            "Bearer abc def",
+            "Bearer a,b",
+            "Bearer =abc",
+            "Bearer ==",
+            "Token abc",
+            "Bear",
+            "abc",
+        ] {
+            assert!(
+                matches!(bearer(Some(&v(other))), Err(AuthError::Malformed(_))),
+                "{other:?}"
+            );
+        }
         let big =
             HeaderValue::from_str(&format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1))).unwrap();
         assert_eq!(

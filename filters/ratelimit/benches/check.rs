@@ -21,6 +21,7 @@ fn policy(per_user: bool) -> RatePolicy {
         name: "bench".into(),
         per_ip: Some(rate.clone()),
         per_user: per_user.then_some(rate),
+        ipv6_prefix: 64,
     }
 }
 

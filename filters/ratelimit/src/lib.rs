@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue};
 use portcullis_config::{Rate, RatePolicy};
 
 use memory::KeyedStore;
+use portcullis_routing::client_ip::bucket;
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,7 @@ impl RateLimiter {
     ) -> Decision {
         let mut scopes: Vec<(Scope, &Rate, u64)> = Vec::with_capacity(2);
         if let Some(rate) = &policy.per_ip {
+            let ip = bucket(ip, policy.ipv6_prefix);
             scopes.push((
                 Scope::Ip,
                 rate,
@@ -146,7 +148,34 @@ mod tests {
             name: "p".into(),
             per_ip: per_ip.map(rate),
             per_user: per_user.map(rate),
+            ipv6_prefix: 64,
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_the_per_ip_budget() {
+        let l = RateLimiter::new(1000);
+        let p = policy(Some(2), None);
+        assert!(l.check_at(&p, ip("2001:db8:0:1::1"), None, SEC).allowed);
+        assert!(
+            l.check_at(&p, ip("2001:db8:0:1:ffff::2"), None, SEC)
+                .allowed
+        );
+        assert!(
+            !l.check_at(&p, ip("2001:db8:0:1:1234:5678:9abc:def0"), None, SEC)
+                .allowed,
+            "a third address in the same /64 finds the budget spent"
+        );
+        assert!(
+            l.check_at(&p, ip("2001:db8:0:2::1"), None, SEC).allowed,
+            "the next /64 has its own"
+        );
+        let exact = RatePolicy {
+            ipv6_prefix: 128,
+            ..policy(Some(1), None)
+        };
+        assert!(l.check_at(&exact, ip("2001:db8:0:3::1"), None, SEC).allowed);
+        assert!(l.check_at(&exact, ip("2001:db8:0:3::2"), None, SEC).allowed);
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -163,6 +163,7 @@ impl SharedStore {
         let mut invocation = self.script.prepare_invoke();
         if let Some(rate) = &policy.per_ip {
             rates.push((Scope::Ip, rate));
+            let ip = portcullis_routing::client_ip::bucket(ip, policy.ipv6_prefix);
             invocation.key(self.key(policy, rate, "ip", &ip.to_string()));
         }
         if let (Some(rate), Some(user)) = (&policy.per_user, user) {

@@ -80,9 +80,39 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address a per-client table keys on: IPv4 as is (mapped IPv6 included), IPv6 cut to
+/// its first `ipv6_prefix` bits. A client given a /64 (RFC 6177: the usual end-site
+/// assignment) owns 2^64 addresses; keyed by address, it could rotate through them for a
+/// fresh budget or a fresh slate with every request. `ipv6_prefix` is 48..=128 (config).
+pub fn bucket(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) if ipv6_prefix < 128 => {
+            let keep = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_prefix_and_mapped_ipv4_is_ipv4() {
+        let a = ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+        let b = ip("2001:db8:1:2::1");
+        let other = ip("2001:db8:1:3::1");
+        assert_eq!(bucket(a, 64), bucket(b, 64));
+        assert_eq!(bucket(a, 64), ip("2001:db8:1:2::"));
+        assert_ne!(bucket(a, 64), bucket(other, 64));
+        assert_eq!(bucket(a, 48), bucket(other, 48));
+        assert_eq!(bucket(a, 128), a);
+        assert_ne!(bucket(a, 128), bucket(b, 128));
+        assert_eq!(bucket(ip("::ffff:198.51.100.7"), 64), ip("198.51.100.7"));
+        assert_eq!(bucket(ip("198.51.100.7"), 48), ip("198.51.100.7"));
+    }
 
     fn trusted() -> TrustedProxies {
         TrustedProxies::new(&[

@@ -5,6 +5,13 @@
 //! dodging that route's auth. Encoded `/`, `\` and NUL are refused outright: backends disagree
 //! about them (CVE-2007-0450 in Tomcat, the IIS `%5C` traversal family), so there is no safe
 //! way to forward them.
+//!
+//! Path parameters (`;` in a segment, raw or as `%3B`) are removed from every segment, before
+//! `.` and `..` resolve. Tomcat, Jetty and Spring strip them and serve `/api;x=1/images` as
+//! `/api/images`; Express reads them as part of the name. Routing on one reading while the
+//! backend uses the other dodges a route's auth (Envoy CVE-2019-9901, Spring Security's
+//! StrictHttpFirewall), so the gateway keeps one reading for itself and the upstream alike:
+//! the path without them. `/public/..;/api` is therefore `/api`, as Tomcat reads it.
 
 use std::fmt;
 
@@ -90,17 +97,25 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     let mut current = String::new();
     let mut i = 1;
     let mut trailing_slash = false;
+    // Inside a segment's `;` parameters: still validated, never kept.
+    let mut in_params = false;
     while i <= bytes.len() {
         let b = if i < bytes.len() { bytes[i] } else { b'/' };
         let at_end = i == bytes.len();
+        let kept = current.len();
         match b {
             b'/' => {
                 if !at_end {
                     trailing_slash = true;
                 }
                 push_segment(&mut segments, std::mem::take(&mut current))?;
+                in_params = false;
                 i += 1;
                 continue;
+            }
+            b';' => {
+                in_params = true;
+                i += 1;
             }
             b'%' => {
                 let (Some(h), Some(l)) = (
@@ -112,6 +127,7 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
                 let decoded = h * 16 + l;
                 match decoded {
                     b'/' | b'\\' | 0 => return Err(PathError::EncodedSeparator),
+                    b';' => in_params = true,
                     d if is_unreserved(d) => current.push(d as char),
                     d => {
                         current.push('%');
@@ -135,7 +151,11 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
                 i += 1;
             }
         }
-        trailing_slash = false;
+        if in_params {
+            current.truncate(kept);
+        } else if current.len() > kept {
+            trailing_slash = false;
+        }
     }
     let mut out = String::with_capacity(raw.len());
     for seg in &segments {
@@ -176,7 +196,7 @@ mod tests {
             "/api",
             "/api/music/1",
             "/api/music/",
-            "/a-b_c.d~e/x;y=z",
+            "/a-b_c.d~e/x=y,z",
             "/@user:1",
         ] {
             assert_eq!(n(p).as_deref(), Ok(p));
@@ -205,6 +225,31 @@ mod tests {
         assert_eq!(n("/q/%e2%82%ac").as_deref(), Ok("/q/%E2%82%AC"));
         assert_eq!(n("/a%20b").as_deref(), Ok("/a%20b"));
         assert_eq!(n("/a b").as_deref(), Ok("/a%20b"));
+    }
+
+    #[test]
+    fn path_parameters_leave_every_segment_raw_or_encoded() {
+        for p in [
+            "/api;x=1/images/1",
+            "/api/images;x=1/1",
+            "/api;/images;jsessionid=abc/1;v=2",
+            "/api%3bx=1/images/1",
+            "/api%3Bx/images%3B/1",
+            "/api/;x/images/1",
+            "/api/images/x/..;/1",
+            "/api/images/x/%2e%2e;y/1",
+            "/public/..;/api/images/1",
+        ] {
+            assert_eq!(n(p).as_deref(), Ok("/api/images/1"), "{p}");
+        }
+        assert_eq!(n("/api/images;x").as_deref(), Ok("/api/images"));
+        assert_eq!(n("/api/images/;x").as_deref(), Ok("/api/images/"));
+        assert_eq!(n("/;x").as_deref(), Ok("/"));
+        assert_eq!(n("/..;x/etc"), Err(PathError::EscapesRoot));
+        // Parameters are still read: what is refused in a name is refused in them.
+        assert_eq!(n("/a;x=%2F"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/a;x=%zz"), Err(PathError::BadEscape));
+        assert_eq!(n("/a;\u{1}"), Err(PathError::ControlChar));
     }
 
     #[test]
@@ -243,7 +288,25 @@ mod tests {
                 proptest::prop_assert!(once.as_str().starts_with('/'));
                 proptest::prop_assert!(!once.as_str().contains("//"));
                 proptest::prop_assert!(once.as_str().is_ascii());
+                proptest::prop_assert!(!once.as_str().contains(';'));
+                proptest::prop_assert!(!once.as_str().to_ascii_uppercase().contains("%3B"));
             }
+        }
+
+        /// Both readings of a segment agree: a path with `;` parameters normalises to the
+        /// same path as the one without them (or is refused).
+        #[test]
+        fn parameters_never_change_the_path(
+            segments in proptest::collection::vec("(\\.|\\.\\.|[a-z]{1,3}|%2[eE])", 1..6),
+            params in proptest::collection::vec(proptest::option::of("(;|%3[bB])[a-z=.;]{0,4}"), 1..6),
+        ) {
+            let plain: String = segments.iter().map(|s| format!("/{s}")).collect();
+            let with: String = segments
+                .iter()
+                .zip(params.iter().chain(std::iter::repeat(&None)))
+                .map(|(s, p)| format!("/{s}{}", p.as_deref().unwrap_or("")))
+                .collect();
+            proptest::prop_assert_eq!(normalize(&plain), normalize(&with));
         }
 
         #[test]

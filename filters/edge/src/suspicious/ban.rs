@@ -12,6 +12,10 @@
 //! a per-process random hash (so clients cannot choose to collide in one shard). While
 //! nobody is tracked, [`BanList::check`] is one atomic load.
 //!
+//! Clients are keyed by [`bucket`]: an IPv6 client is banned by its `ipv6_prefix` (a /64 by
+//! default), since one that owns a whole prefix would otherwise walk away from a ban by
+//! changing its address.
+//!
 //! Time is passed in (`now`), so tests and replays need no sleeping; an earlier `now` than
 //! one already seen saturates instead of panicking.
 
@@ -27,6 +31,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use portcullis_config::Suspicious;
+use portcullis_routing::client_ip::bucket;
 
 const MAX_SHARDS: usize = 16;
 /// Below this many entries per shard, fewer shards are used (so the bound stays exact).
@@ -62,6 +67,7 @@ pub struct BanList {
     threshold: u32,
     window: Duration,
     duration: Duration,
+    ipv6_prefix: u8,
 }
 
 // === impl BanList ===
@@ -78,6 +84,7 @@ impl BanList {
             threshold: cfg.ban_threshold,
             window: cfg.ban_window,
             duration: cfg.ban_duration,
+            ipv6_prefix: cfg.ipv6_prefix,
         }
     }
 
@@ -95,6 +102,7 @@ impl BanList {
         if self.threshold == 0 || self.tracked.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        let ip = bucket(ip, self.ipv6_prefix);
         let mut shard = self.shard(&ip);
         let entry = *shard.get(&ip)?;
         if entry.banned(now) {
@@ -114,6 +122,7 @@ impl BanList {
         if self.threshold == 0 {
             return false;
         }
+        let ip = bucket(ip, self.ipv6_prefix);
         let mut shard = self.shard(&ip);
         if !shard.contains_key(&ip) && shard.len() >= self.per_shard {
             let removed = self.make_room(&mut shard, now);

@@ -15,6 +15,7 @@ fn config(disabled: &[&str]) -> Suspicious {
         ban_duration: Duration::from_secs(600),
         ban_table_size: 1000,
         disabled_rules: disabled.iter().map(|s| s.to_string()).collect(),
+        ipv6_prefix: 64,
     }
 }
 

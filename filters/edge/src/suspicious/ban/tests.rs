@@ -10,7 +10,31 @@ fn config(threshold: u32, table: usize) -> Suspicious {
         ban_duration: Duration::from_secs(600),
         ban_table_size: table,
         disabled_rules: vec![],
+        ipv6_prefix: 64,
     }
+}
+
+#[test]
+fn an_ipv6_client_cannot_rotate_out_of_its_ban() {
+    let bans = BanList::new(&config(2, 1000));
+    let t0 = Instant::now();
+    assert!(!bans.record_block(ip("2001:db8:7:7::1"), t0));
+    assert!(
+        bans.record_block(ip("2001:db8:7:7::2"), t0),
+        "two addresses, one /64, one ban"
+    );
+    assert!(bans.check(ip("2001:db8:7:7:dead:beef:0:1"), t0).is_some());
+    assert_eq!(
+        bans.check(ip("2001:db8:7:8::1"), t0),
+        None,
+        "the next /64 is someone else"
+    );
+    let mapped = BanList::new(&config(1, 1000));
+    assert!(mapped.record_block(ip("::ffff:203.0.113.5"), t0));
+    assert!(
+        mapped.check(ip("203.0.113.5"), t0).is_some(),
+        "mapped IPv6 is the IPv4 client"
+    );
 }
 
 fn ip(text: &str) -> IpAddr {
