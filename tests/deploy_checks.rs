@@ -64,19 +64,86 @@ fn alert_rules_pass_promtool_and_every_alert_has_a_unit_test() {
     assert!(ok, "{out}");
     let rules = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
     let tests = std::fs::read_to_string(dir.join("alerts_test.yml")).unwrap();
-    let alerts: Vec<&str> = rules
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- alert: "))
-        .collect();
+    let alerts = alert_rules(&rules);
     assert_eq!(alerts.len(), 8);
-    for alert in alerts {
+    for (alert, block) in alerts {
         let cases = tests.matches(&format!("alertname: {alert}\n")).count();
         assert!(
             cases >= 2,
             "{alert}: {cases} test cases (want one firing, one quiet)"
         );
-        assert!(rules.contains("runbook:"), "every alert has a runbook line");
+        let runbook = annotation(&block, "runbook");
+        assert!(
+            runbook.as_deref().is_some_and(|r| !r.is_empty()),
+            "{alert} has no runbook annotation of its own:\n{}",
+            block.join("\n")
+        );
     }
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Each `- alert: NAME` rule of a rules file with its own lines: from its `- alert:` line to
+/// the next item of the same list (or anything less indented).
+fn alert_rules(rules: &str) -> Vec<(String, Vec<&str>)> {
+    let mut alerts: Vec<(String, usize, Vec<&str>)> = Vec::new();
+    let mut open = false;
+    for line in rules.lines() {
+        let depth = indent(line);
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            alerts.push((name.trim().to_string(), depth, vec![line]));
+            open = true;
+            continue;
+        }
+        let Some((_, item, block)) = alerts.last_mut().filter(|_| open) else {
+            continue;
+        };
+        let blank = line.trim().is_empty() || line.trim_start().starts_with('#');
+        if !blank && depth <= *item {
+            // The next item of the rules list, or the end of the list.
+            open = false;
+            continue;
+        }
+        block.push(line);
+    }
+    alerts
+        .into_iter()
+        .map(|(name, _, block)| (name, block))
+        .collect()
+}
+
+/// The value of `key` under the `annotations:` map of one rule's lines (quotes removed; a
+/// block scalar's lines joined).
+fn annotation(block: &[&str], key: &str) -> Option<String> {
+    let start = block.iter().position(|l| l.trim() == "annotations:")?;
+    let depth = indent(block[start]);
+    let entries: Vec<&str> = block[start + 1..]
+        .iter()
+        .copied()
+        .filter(|l| !l.trim().is_empty())
+        .take_while(|l| indent(l) > depth)
+        .collect();
+    let at = entries
+        .iter()
+        .position(|l| l.trim_start().starts_with(&format!("{key}:")))?;
+    let entry_depth = indent(entries[at]);
+    let value = entries[at].trim_start()[key.len() + 1..].trim();
+    let value = if value.starts_with('|') || value.starts_with('>') {
+        entries[at + 1..]
+            .iter()
+            .take_while(|l| indent(l) > entry_depth)
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        value
+            .trim_matches(|c| c == '"' || c == '\'')
+            .trim()
+            .to_string()
+    };
+    Some(value)
 }
 
 #[test]

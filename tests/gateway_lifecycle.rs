@@ -145,9 +145,16 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         "the slow request reached the backend"
     );
     gw.signal(libc::SIGTERM);
-    assert!(wait_until(Duration::from_secs(2), || gw
-        .admin_get("/readyz")
-        .is_none_or(|r| r.status == 503)));
+    // The admin listener keeps answering while the proxy drains: readiness must be seen to
+    // turn 503, not merely to stop being 200 (an unreachable endpoint is no answer at all).
+    let mut last = None;
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            last = gw.admin_get("/readyz").map(|r| r.status);
+            last == Some(503)
+        }),
+        "/readyz answers 503 while draining; last answer: {last:?}"
+    );
     let resp = in_flight.join().unwrap();
     assert_eq!(resp.status, 200, "the in-flight request completes");
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));

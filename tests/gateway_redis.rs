@@ -109,7 +109,7 @@ fn two_replicas_share_one_budget_exactly() {
         .header("retry-after")
         .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)));
     assert_eq!(
-        a.metric("portcullis_rate_limit_store_errors_total", &[]),
+        a.exported_metric("portcullis_rate_limit_store_errors_total", &[]),
         0.0
     );
 }
@@ -123,7 +123,7 @@ fn redis_killed_mid_run_falls_back_without_5xx_and_shared_counting_resumes() {
     assert_eq!(a.get("/x").status, 200);
     assert_eq!(b.get("/x").status, 200);
     assert_eq!(
-        a.metric("portcullis_rate_limit_store_errors_total", &[]),
+        a.exported_metric("portcullis_rate_limit_store_errors_total", &[]),
         0.0
     );
 

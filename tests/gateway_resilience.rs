@@ -221,7 +221,7 @@ fn the_breaker_opens_and_then_answers_503_without_touching_the_upstream() {
     let upstream = format!("[upstreams.topmediai]\npeers = [\"127.0.0.1:{}\"]\n\n[upstreams.topmediai.circuit_breaker]\nfailure_rate = 0.5\nmin_requests = 2\nwindow = \"10s\"\nopen_for = \"30s\"\nhalf_open_requests = 1\n\n", up.port);
     let gw = gateway("breaker", &upstream, "");
     assert_eq!(
-        gw.metric(
+        gw.exported_metric(
             "portcullis_circuit_breaker_state",
             &[("upstream", "topmediai")]
         ),
@@ -246,7 +246,7 @@ fn the_breaker_opens_and_then_answers_503_without_touching_the_upstream() {
         "an open breaker never touches the upstream"
     );
     assert_eq!(
-        gw.metric(
+        gw.exported_metric(
             "portcullis_circuit_breaker_state",
             &[("upstream", "topmediai")]
         ),
@@ -276,7 +276,7 @@ fn after_open_for_probes_pass_and_successful_probes_close_the_breaker() {
         .status
         == 200));
     assert_eq!(
-        gw.metric(
+        gw.exported_metric(
             "portcullis_circuit_breaker_state",
             &[("upstream", "topmediai")]
         ),
@@ -285,7 +285,7 @@ fn after_open_for_probes_pass_and_successful_probes_close_the_breaker() {
     );
     assert_eq!(gw.get("/v1/probe2").status, 200);
     assert_eq!(
-        gw.metric(
+        gw.exported_metric(
             "portcullis_circuit_breaker_state",
             &[("upstream", "topmediai")]
         ),

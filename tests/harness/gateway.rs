@@ -152,22 +152,71 @@ impl Gateway {
         read_response(&mut BufReader::new(stream), "GET")
     }
 
-    /// The value of a metric sample whose line starts with `prefix` (name and labels), summed.
-    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    /// The body of `GET /metrics`. A scrape that fails (no connection, no answer, a status
+    /// other than 200, or a body that is not the Prometheus text format) fails the test: a
+    /// check on a metric must never pass because the admin endpoint is down.
+    pub fn scrape(&self) -> String {
         let Some(resp) = self.admin_get("/metrics") else {
-            return 0.0;
+            panic!(
+                "scraping http://127.0.0.1:{}/metrics failed: no answer",
+                self.admin
+            );
         };
         let text = String::from_utf8_lossy(&resp.body).to_string();
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-            .filter(|l| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+        assert_eq!(
+            resp.status, 200,
+            "scraping http://127.0.0.1:{}/metrics answered {}: {text}",
+            self.admin, resp.status
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with("# HELP "))
+                && text.lines().any(|l| l.starts_with("# TYPE ")),
+            "scraping http://127.0.0.1:{}/metrics: not a Prometheus exposition:\n{text}",
+            self.admin
+        );
+        text
+    }
+
+    /// The samples of metric `name` carrying all of `labels`, summed; `None` when a successful
+    /// scrape has no such sample. An unparsable sample line fails the test.
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = self.scrape();
+        let mut found = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                continue;
+            }
+            let has = |k: &str, v: &str| {
+                rest.contains(&format!("{{{k}=\"{v}\"")) || rest.contains(&format!(",{k}=\"{v}\""))
+            };
+            if !labels.iter().all(|(k, v)| has(k, v)) {
+                continue;
+            }
+            let value = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("unparsable sample line in /metrics: {line}"));
+            *found.get_or_insert(0.0) += value;
+        }
+        found
+    }
+
+    /// A counter's value (samples of `name` with `labels`, summed). A counter never
+    /// incremented has no sample yet, so absent from a successful scrape is 0; a failed scrape
+    /// fails the test.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.sample(name, labels).unwrap_or(0.0)
+    }
+
+    /// The value of a metric the gateway always exports (a gauge it sets at start, a counter
+    /// without labels): absent from the scrape fails the test instead of reading as 0.
+    pub fn exported_metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.sample(name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} is not exported:\n{}", self.scrape()))
     }
 
     /// The gateway process's resident memory in KiB (Linux /proc).
@@ -209,12 +258,22 @@ impl Gateway {
         }
     }
 
+    /// The process's standard output so far. The file is created before the process starts,
+    /// so failing to read it fails the test (a check that a line is absent must not pass on
+    /// output that could not be read).
     pub fn stdout(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+        self.output("stdout.log")
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+        self.output("stderr.log")
+    }
+
+    fn output(&self, file: &str) -> String {
+        let path = self.dir.join(file);
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Access-log lines (JSON objects with a request_id).
