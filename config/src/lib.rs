@@ -106,6 +106,10 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
         rate_limits: &rate_limits,
         policy_names: &policy_names,
         jwt_configured: jwt.is_some(),
+        jwt_sources: jwt
+            .as_ref()
+            .and_then(Option::as_ref)
+            .map(|j| j.sources.as_slice()),
     };
     let routes = sections::routes::routes(root.get("routes"), &cx, d);
 

@@ -189,6 +189,23 @@ pub struct Route {
     /// Retry POST/PATCH on any configured status, not just on answers that prove the request
     /// was not processed.
     pub retry_non_idempotent: bool,
+    /// Where this route looks for a token, in order: the route's `auth_sources` (a subset of
+    /// `[jwt].sources`) when set, otherwise `[jwt].sources`. Empty without `[jwt]`.
+    pub auth_sources: Vec<TokenSource>,
+    /// Signed media URLs accepted as credentials on this route (only on `auth = "required"`
+    /// or `"optional"` routes).
+    pub signed_urls: Option<SignedUrlPolicy>,
+}
+
+/// `signed_urls = { keys = [...], max_ttl = "1h" }` of a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedUrlPolicy {
+    /// HMAC-SHA256 keys (the bytes of each string), 1 to 8 of at least 32 bytes. `keys[0]`
+    /// signs; every key verifies, so keys rotate without breaking live URLs.
+    pub keys: Vec<Secret>,
+    /// The longest lifetime a URL may have left when used (positive, at most 7 days;
+    /// default 1 hour).
+    pub max_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +252,60 @@ pub struct Jwt {
     pub user_claim: String,
     /// claim name -> upstream request header.
     pub forward_claims: Vec<(String, HeaderName)>,
+    /// Where tokens are looked for, in order; never empty, no duplicates. Default `[Header]`.
+    pub sources: Vec<TokenSource>,
+    /// `false`: the credential that was verified (the `Authorization` header or the token
+    /// cookie) is removed from the upstream request. Default `true`.
+    pub forward_credentials: bool,
+}
+
+/// Where a token may come from (`[jwt] sources`, a route's `auth_sources`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TokenSource {
+    /// `Authorization: Bearer` (RFC 6750 section 2.1); written `"header"`.
+    Header,
+    /// The cookie of this name, for browser sessions; written `"cookie:NAME"`. The name is
+    /// an RFC 6265 `cookie-name` (an RFC 9110 token), compared case-sensitively.
+    Cookie(String),
+}
+
+impl std::fmt::Display for TokenSource {
+    /// As written in the file: `header` or `cookie:NAME`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Header => f.write_str("header"),
+            TokenSource::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+/// Key material read from the file (usually through `${ENV}`). `Debug` never shows it, so
+/// a logged or printed configuration leaks no key; `==` compares the bytes, so a reload can
+/// tell that a key changed (compare with `==`, not through `Debug`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(bytes.into())
+    }
+
+    /// The key bytes, for building the key; never for printing.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

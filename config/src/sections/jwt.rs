@@ -3,10 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{Jwt, JwtAlgorithm, KeyFamily};
+use crate::model::{Jwt, JwtAlgorithm, KeyFamily, TokenSource};
 use crate::reader::OptionalKey;
 use crate::reader::{Diag, Field, Section};
 use crate::sections::server::file_path;
+use crate::sections::sources::sources;
 use crate::sections::upstreams::header_name;
 
 pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
@@ -66,6 +67,14 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
     let forward = s
         .get("forward_claims")
         .map_or(Some(vec![]), |f| forward_claims(&f, d));
+    let sources = s
+        .get("sources")
+        .map_or(Some(vec![TokenSource::Header]), |f| {
+            sources(&f, d, |_, _, _| true)
+        });
+    let forward_credentials = s
+        .get("forward_credentials")
+        .map_or(Some(true), |f| f.bool(d));
     let span = s.span.clone();
     s.finish(d);
 
@@ -136,6 +145,8 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
         negative_cache_capacity: neg_cap?,
         user_claim: user_claim?,
         forward_claims: forward?,
+        sources: sources?,
+        forward_credentials: forward_credentials?,
     })
 }
 

@@ -5,4 +5,6 @@ pub(crate) mod jwt;
 pub(crate) mod limits;
 pub(crate) mod routes;
 pub(crate) mod server;
+pub(crate) mod signed_urls;
+pub(crate) mod sources;
 pub(crate) mod upstreams;

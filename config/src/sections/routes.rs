@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use http::Method;
 
-use crate::model::{AuthMode, RatePolicy, Route, Upstream};
+use crate::model::{AuthMode, RatePolicy, Route, TokenSource, Upstream};
 use crate::reader::OptionalKey;
 use crate::reader::{Diag, Field, Section};
 use crate::sections::server::host_name;
+use crate::sections::signed_urls::signed_urls;
+use crate::sections::sources::sources;
 
 pub(crate) struct Context<'c> {
     pub upstreams: &'c BTreeMap<String, Upstream>,
@@ -18,6 +20,8 @@ pub(crate) struct Context<'c> {
     pub rate_limits: &'c BTreeMap<String, RatePolicy>,
     pub policy_names: &'c HashSet<String>,
     pub jwt_configured: bool,
+    /// `[jwt].sources`; `None` without `[jwt]` or when it is invalid (already reported).
+    pub jwt_sources: Option<&'c [TokenSource]>,
 }
 
 pub(crate) fn routes(field: Option<Field>, cx: &Context, d: &mut Diag) -> Vec<Route> {
@@ -132,6 +136,26 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
     let retry_non_idempotent = s
         .get("retry_non_idempotent")
         .map_or(Some(false), |f| f.bool(d));
+    let sources_field = s.get("auth_sources");
+    let auth_sources = match &sources_field {
+        None => Some(
+            cx.jwt_sources
+                .map(<[TokenSource]>::to_vec)
+                .unwrap_or_default(),
+        ),
+        Some(f) => auth_sources(f, cx, d),
+    };
+    let signed_field = s.get("signed_urls");
+    let signed = signed_field.as_ref().map(|f| signed_urls(f, d));
+    if auth == Some(AuthMode::None) {
+        let pointless = "has no effect on a route with auth = \"none\"";
+        if let (Some(f), Some(_)) = (&sources_field, &auth_sources) {
+            f.error(d, pointless);
+        }
+        if let (Some(f), Some(Some(_))) = (&signed_field, &signed) {
+            f.error(d, pointless);
+        }
+    }
     s.finish(d);
     Some(Route {
         name: name?,
@@ -143,6 +167,32 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
         auth: auth?,
         rate_limit: rate_limit?,
         retry_non_idempotent: retry_non_idempotent?,
+        auth_sources: auth_sources?,
+        signed_urls: signed.optional()?,
+    })
+}
+
+/// A route's `auth_sources`: a non-empty selection from `[jwt].sources`, in the route's own
+/// order.
+fn auth_sources(field: &Field, cx: &Context, d: &mut Diag) -> Option<Vec<TokenSource>> {
+    if !cx.jwt_configured {
+        field.error(d, "auth_sources needs a [jwt] section");
+        return None;
+    }
+    sources(field, d, |f, source, d| match cx.jwt_sources {
+        None => true,
+        Some(configured) if configured.contains(source) => true,
+        Some(configured) => {
+            let names: Vec<String> = configured.iter().map(|s| format!("\"{s}\"")).collect();
+            f.error(
+                d,
+                format!(
+                    "`{source}` is not one of [jwt].sources ({})",
+                    names.join(", ")
+                ),
+            );
+            false
+        }
     })
 }
 

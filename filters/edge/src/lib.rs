@@ -9,17 +9,20 @@
 //! |---|---|
 //! | [`security_headers`] | the Helmet-grade response headers, per scheme |
 //! | [`cors`] | preflight answers and the CORS headers of actual responses |
+//! | [`cross_site`] | whether a cookie-authenticated request may have been started by another site |
 //! | [`https`] | where a plain-HTTP request is redirected, if anywhere |
 //! | [`suspicious`] | whether a request looks like an attack, and who is banned |
 //! | [`head`] | where an HTTP/1 header section ends, and whether its framing may pass |
 
 pub mod cors;
+pub mod cross_site;
 pub mod head;
 pub mod https;
 pub mod security_headers;
 pub mod suspicious;
 
 pub use cors::{CorsPolicy, Preflight};
+pub use cross_site::cross_site_refused;
 pub use https::{Redirect, RedirectError};
 pub use security_headers::SecurityHeaders;
 pub use suspicious::{BanList, Detector, Finding, Rule};

@@ -81,6 +81,9 @@ pub fn configured(jwt: &Jwt) -> Result<Vec<Key>, KeyError> {
     Ok(keys)
 }
 
+/// A PEM decoder of one key family.
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
 fn pem_file(path: &Path) -> Result<Key, KeyError> {
     let pem = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.to_path_buf(),
@@ -93,10 +96,7 @@ fn pem_file(path: &Path) -> Result<Key, KeyError> {
             path.display()
         )));
     }
-    let parsers: [(
-        KeyFamily,
-        fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
-    ); 3] = [
+    let parsers: [(KeyFamily, PemParser); 3] = [
         (KeyFamily::Rsa, DecodingKey::from_rsa_pem),
         (KeyFamily::Ec, DecodingKey::from_ec_pem),
         (KeyFamily::Ed, DecodingKey::from_ed_pem),

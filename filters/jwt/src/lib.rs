@@ -3,6 +3,7 @@
 //! | module | does |
 //! |---|---|
 //! | [`token`] | finds the bearer token and reads its header, refusing what must never be parsed further |
+//! | [`cookie`] | finds the token cookie of a browser session, and takes it out of `Cookie` for the upstream |
 //! | [`keys`] | the verification keys: the configured secret or PEM file, and JWKS documents |
 //! | [`verify`] | [`Verifier`]: signature, claims, identity and the verified-token cache |
 //!
@@ -15,11 +16,13 @@
 //! (an HS256 token is never checked against an RSA public key used as an HMAC secret).
 
 mod cache;
+pub mod cookie;
 mod error;
 pub mod keys;
 pub mod token;
 pub mod verify;
 
+pub use cookie::{cookie_token, strip_cookie, without_cookie};
 pub use error::{AuthError, KeyError};
 pub use keys::Key;
 pub use token::{bearer, MAX_TOKEN_BYTES};

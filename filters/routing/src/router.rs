@@ -160,6 +160,8 @@ mod tests {
             auth: AuthMode::None,
             rate_limit: None,
             retry_non_idempotent: false,
+            auth_sources: vec![],
+            signed_urls: None,
         }
     }
 

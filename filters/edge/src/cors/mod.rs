@@ -16,7 +16,7 @@
 //! credentialed request); the config loader refuses that combination, and [`CorsPolicy::new`]
 //! drops a `*` entry if it is handed one anyway.
 
-mod origin;
+pub(crate) mod origin;
 #[cfg(test)]
 mod tests;
 

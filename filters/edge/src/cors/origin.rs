@@ -47,6 +47,15 @@ pub(crate) enum OriginPattern {
     },
 }
 
+// === impl Origin ===
+
+impl Origin {
+    /// The host, lower-cased; an IPv6 literal keeps its brackets.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+}
+
 // === impl RequestOrigin ===
 
 impl RequestOrigin {

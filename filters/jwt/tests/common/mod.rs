@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use portcullis_config::{Jwt, JwtAlgorithm};
+use portcullis_config::{Jwt, JwtAlgorithm, TokenSource};
 use serde_json::{json, Value};
 
 pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -39,6 +39,8 @@ pub fn config(algorithms: &[JwtAlgorithm]) -> Jwt {
         negative_cache_capacity: 1_000,
         user_claim: "sub".into(),
         forward_claims: vec![],
+        sources: vec![TokenSource::Header],
+        forward_credentials: true,
     }
 }
 
