@@ -8,13 +8,14 @@ use http::header::HOST;
 use pingora::proxy::Session;
 use portcullis_routing::{normalize, replace_prefix, request_id, RouteMatch};
 
-use crate::ctx::RequestCtx;
+use crate::ctx::{CredentialKind, RequestCtx};
 use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
 use crate::respond_ops::HeaderOp;
 use crate::state::{json_fields, State};
 use portcullis_config::AuthMode;
-use portcullis_edge::{https, Preflight};
+use portcullis_edge::{cross_site_refused, https, Preflight};
+use portcullis_jwt::SourceKind;
 
 /// Why the request phase stopped: a rejection or another generated answer.
 pub enum Stop {
@@ -217,23 +218,125 @@ fn cors(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
     }
 }
 
-/// The route's auth mode: a verified token's identity goes to rate limiting, the access log
-/// and (as `forward_claims` headers) the upstream.
+/// The route's auth mode: a valid signed URL, or else the token from the route's first
+/// present source, gives the identity that rate limiting, the access log and (as
+/// `forward_claims` headers) the upstream see. A cookie-authenticated unsafe request must
+/// also pass the cross-site rule.
 async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
-    let (Some(route), Some(auth)) = (ctx.route.as_ref(), ctx.snapshot.auth.clone()) else {
+    let (Some(route), Some(auth)) = (ctx.route.clone(), ctx.snapshot.auth.clone()) else {
         return Ok(());
     };
     if route.auth == AuthMode::None {
         return Ok(());
     }
-    let identity = auth
-        .authenticate(route.auth, &session.req_header().headers, &state.metrics)
-        .await?;
-    if let Some(identity) = identity {
-        ctx.user = identity.user.as_deref().map(str::to_owned);
-        ctx.forward_headers = identity.forward.clone();
+    if signed_url(state, session, ctx, &route.name)? {
+        return Ok(());
     }
+    let req = session.req_header();
+    let verified = auth
+        .authenticate(
+            route.auth,
+            &route.auth_sources,
+            &req.headers,
+            &state.metrics,
+        )
+        .await?;
+    let Some((identity, kind)) = verified else {
+        return Ok(());
+    };
+    let kind = match kind {
+        SourceKind::Header => CredentialKind::Header,
+        SourceKind::Cookie => CredentialKind::Cookie,
+    };
+    if kind == CredentialKind::Cookie {
+        let own_host = ctx.host.clone().unwrap_or_default();
+        let server_hosts = &ctx.snapshot.config.server.hosts;
+        let hosts = if server_hosts.is_empty() {
+            std::slice::from_ref(&own_host)
+        } else {
+            server_hosts.as_slice()
+        };
+        if cross_site_refused(&req.method, &req.headers, hosts, ctx.snapshot.cors.as_ref()) {
+            return Err(Rejection::Forbidden {
+                message: "a request authenticated by a cookie must come from this site's own pages"
+                    .into(),
+                reason: "cross_site",
+            }
+            .into());
+        }
+    }
+    ctx.credential = Some(kind);
+    ctx.user = identity.user.as_deref().map(str::to_owned);
+    ctx.forward_headers = identity.forward.clone();
     Ok(())
+}
+
+/// A route with `signed_urls`: a request carrying `exp` and `sig` is authenticated by them
+/// alone (true), as the signed user if any, and forwarded without them; a bad or expired
+/// signature is 403. Without either parameter, the route's token sources decide (false).
+fn signed_url(
+    state: &State,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    route: &str,
+) -> Result<bool, Stop> {
+    let snapshot = ctx.snapshot.clone();
+    let Some(verifier) = snapshot.signed_urls.get(route) else {
+        return Ok(false);
+    };
+    let query = session.req_header().uri.query();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let count = |result: &str| {
+        state
+            .metrics
+            .auth_credentials
+            .with_label_values(&["signed_url", result])
+            .inc();
+    };
+    let signed = match verifier.verify(&ctx.path, query, now) {
+        Ok(Some(signed)) => signed,
+        Ok(None) => return Ok(false),
+        Err(e) => {
+            count(e.reason());
+            return Err(Rejection::Forbidden {
+                message: format!("this signed URL is not valid here ({e})"),
+                reason: e.reason(),
+            }
+            .into());
+        }
+    };
+    count("valid");
+    if let Some(target) = ctx.upstream_target.as_mut() {
+        let path_end = target.find('?').unwrap_or(target.len());
+        let rest = query.and_then(portcullis_signed_url::strip_params);
+        target.truncate(path_end);
+        if let Some(rest) = rest {
+            target.push('?');
+            target.push_str(&rest);
+        }
+    }
+    ctx.credential = Some(CredentialKind::SignedUrl);
+    if let (Some(user), Some(jwt)) = (&signed.user, &snapshot.config.jwt) {
+        ctx.forward_headers = jwt
+            .forward_claims
+            .iter()
+            .filter(|(claim, _)| *claim == jwt.user_claim)
+            .filter_map(|(_, header)| {
+                http::HeaderValue::from_str(user)
+                    .ok()
+                    .map(|v| (header.clone(), v))
+            })
+            .collect();
+    }
+    ctx.user = signed.user;
+    // Signed media is meant to load where the cookie does not go: another origin's page.
+    ctx.response_ops.push(HeaderOp::Set(
+        http::header::HeaderName::from_static("cross-origin-resource-policy"),
+        http::HeaderValue::from_static("cross-origin"),
+    ));
+    Ok(true)
 }
 
 /// The route's rate-limit policy: every response of a limited route carries the limit

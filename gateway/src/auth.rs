@@ -15,8 +15,8 @@ use http::{HeaderMap, HeaderValue, Uri};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
-use portcullis_config::{AuthMode, Jwt};
-use portcullis_jwt::{bearer, AuthError, Identity, Verifier};
+use portcullis_config::{AuthMode, Jwt, TokenSource};
+use portcullis_jwt::{credential, AuthError, Identity, SourceKind, Verifier};
 use prometheus::IntCounterVec;
 
 use crate::error::Rejection;
@@ -103,38 +103,36 @@ impl Auth {
         }
     }
 
-    /// Checks the request's token for a route in `mode`. Returns the identity of a verified
-    /// token, `None` for an anonymous request an `optional` route lets through.
+    /// Checks the request's token for a route in `mode`, taken from the first of `sources`
+    /// present. Returns the identity of a verified token and the source it came from, or
+    /// `None` for an anonymous request an `optional` route lets through.
     pub async fn authenticate(
         &self,
         mode: AuthMode,
+        sources: &[TokenSource],
         headers: &HeaderMap,
         metrics: &Metrics,
-    ) -> Result<Option<Arc<Identity>>, Rejection> {
-        let token = if headers.get_all(AUTHORIZATION).iter().count() > 1 {
-            Err(AuthError::Malformed("more than one Authorization header"))
-        } else {
-            bearer(headers.get(AUTHORIZATION))
+    ) -> Result<Option<(Arc<Identity>, SourceKind)>, Rejection> {
+        let count = |source: &str, result: &str| {
+            metrics.jwt_validations.with_label_values(&[result]).inc();
+            metrics
+                .auth_credentials
+                .with_label_values(&[source, result])
+                .inc();
         };
-        let token = match token {
-            Ok(token) => token,
+        let found = match credential(headers, sources) {
+            Ok(found) => found,
             Err(e) => {
-                metrics
-                    .jwt_validations
-                    .with_label_values(&[e.result()])
-                    .inc();
+                count(header_or_cookie(headers), e.result());
                 return Err(invalid_token(&e));
             }
         };
-        if self.verifier.awaiting_keys() && (mode == AuthMode::Required || token.is_some()) {
+        if self.verifier.awaiting_keys() && (mode == AuthMode::Required || found.is_some()) {
             return Err(awaiting_keys());
         }
-        let Some(token) = token else {
+        let Some(found) = found else {
             if mode == AuthMode::Required {
-                metrics
-                    .jwt_validations
-                    .with_label_values(&["missing"])
-                    .inc();
+                count("none", "missing");
                 return Err(Rejection::Unauthorized {
                     challenge: HeaderValue::from_static("Bearer realm=\"portcullis\""),
                     message: "this route needs a bearer token".into(),
@@ -143,6 +141,9 @@ impl Auth {
             }
             return Ok(None);
         };
+        let kind = SourceKind::of(found.source);
+        let label = kind.as_str();
+        let token = found.token;
         let mut outcome = self.verifier.verify(token, SystemTime::now());
         if matches!(outcome.result, Err(AuthError::UnknownKid))
             && self.refresh_for_unknown_kid(metrics).await
@@ -156,15 +157,12 @@ impl Auth {
         }
         match outcome.result {
             Ok(identity) => {
-                metrics.jwt_validations.with_label_values(&["valid"]).inc();
-                Ok(Some(identity))
+                count(label, "valid");
+                Ok(Some((identity, kind)))
             }
             Err(AuthError::NoKeys) => Err(awaiting_keys()),
             Err(e) => {
-                metrics
-                    .jwt_validations
-                    .with_label_values(&[e.result()])
-                    .inc();
+                count(label, e.result());
                 Err(invalid_token(&e))
             }
         }
@@ -226,6 +224,16 @@ impl Auth {
                 false
             }
         }
+    }
+}
+
+/// Where a refused credential most likely came from, for the metric: a broken
+/// `Authorization` header, else a cookie.
+fn header_or_cookie(headers: &HeaderMap) -> &'static str {
+    if headers.contains_key(AUTHORIZATION) {
+        "header"
+    } else {
+        "cookie"
     }
 }
 

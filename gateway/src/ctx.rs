@@ -12,6 +12,17 @@ use crate::snapshot::Snapshot;
 use crate::state::InFlight;
 use crate::upstream::UpstreamPool;
 
+/// Where a request's verified credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `Authorization: Bearer`.
+    Header,
+    /// A token cookie (`[jwt] sources`).
+    Cookie,
+    /// A signed URL's `exp`/`sig` (route `signed_urls`).
+    SignedUrl,
+}
+
 pub struct RequestCtx {
     /// The snapshot this request started on (a reload mid-request changes nothing for it).
     pub snapshot: Arc<Snapshot>,
@@ -31,6 +42,8 @@ pub struct RequestCtx {
     /// Path and query sent upstream (normalised, prefix replaced).
     pub upstream_target: Option<String>,
     pub user: Option<String>,
+    /// What authenticated the request, when something did.
+    pub credential: Option<CredentialKind>,
     /// Claim headers to send upstream.
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
     /// Response headers from policies (CORS, rate limits) for this request.
@@ -59,6 +72,7 @@ impl RequestCtx {
             pool: None,
             upstream_target: None,
             user: None,
+            credential: None,
             forward_headers: Vec::new(),
             response_ops: Vec::new(),
             tried: Vec::new(),

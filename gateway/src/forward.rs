@@ -1,15 +1,17 @@
 //! What the upstream sees and what comes back: the rewritten target, forwarding headers,
 //! injected headers, and hop-by-hop headers dropped both ways (RFC 9110 section 7.6.1).
 
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST};
 use http::Uri;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use portcullis_routing::forwarding::hop_by_hop;
 
-use crate::ctx::RequestCtx;
+use crate::ctx::{CredentialKind, RequestCtx};
 use crate::respond::X_REQUEST_ID;
+use portcullis_config::TokenSource;
+use portcullis_jwt::strip_cookie;
 
 // Names as static strings: pingora keeps a copy of each inserted name for its case map, and a
 // `&'static str` is the one form it can keep without allocating.
@@ -52,6 +54,7 @@ pub fn upstream_request(
     {
         req.remove_header(&name);
     }
+    strip_credentials(req, ctx);
 
     let peer = session
         .client_addr()
@@ -107,6 +110,40 @@ pub fn upstream_response(resp: &mut ResponseHeader) {
     let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     for name in hop_by_hop(&resp.headers, upgrade) {
         resp.remove_header(&name);
+    }
+}
+
+/// Only the credential the gateway verified may reach the upstream, and not even that with
+/// `[jwt] forward_credentials = false`: a token in another source went unchecked (the first
+/// present source is the credential), and a signed URL's request checks no token at all.
+fn strip_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
+    let Some(kind) = ctx.credential else { return };
+    let forward = ctx
+        .snapshot
+        .config
+        .jwt
+        .as_ref()
+        .is_none_or(|jwt| jwt.forward_credentials);
+    let keep_header = kind == CredentialKind::Header && forward;
+    let keep_cookies = kind == CredentialKind::Cookie && forward;
+    if !keep_header {
+        req.remove_header(&AUTHORIZATION);
+    }
+    let Some(route) = &ctx.route else { return };
+    if keep_cookies {
+        return;
+    }
+    for source in &route.auth_sources {
+        let TokenSource::Cookie(name) = source else {
+            continue;
+        };
+        if let Some(kept) = strip_cookie(&req.headers, name) {
+            req.remove_header(&COOKIE);
+            for value in kept {
+                // Appending a valid value to a fresh name cannot fail.
+                let _ = req.append_header(COOKIE, value);
+            }
+        }
     }
 }
 

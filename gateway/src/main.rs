@@ -20,6 +20,7 @@ mod respond;
 mod respond_ops;
 mod server;
 mod shutdown;
+mod sign_url;
 mod snapshot;
 mod state;
 mod tls;
@@ -67,6 +68,29 @@ struct Cli {
     /// The Unix socket used to hand listeners over during an upgrade.
     #[arg(long, value_name = "PATH")]
     upgrade_sock: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print PATH with a signed-URL query (`exp`, `sig`) for a route's `signed_urls`.
+    SignUrl {
+        /// The configuration file (the route's keys come from it).
+        #[arg(long, short = 'c', default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// The route whose `signed_urls` keys sign.
+        #[arg(long)]
+        route: String,
+        /// How long the URL stays valid (at most the route's `max_ttl`).
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+        /// The user the URL authenticates as (anonymous-signed without it).
+        #[arg(long)]
+        user: Option<String>,
+        /// The path to sign, optionally with a query of its own.
+        path: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +116,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::SignUrl {
+        config,
+        route,
+        ttl,
+        user,
+        path,
+    }) = &cli.command
+    {
+        return sign_url::run(&sign_url::Request {
+            config,
+            route,
+            ttl,
+            user: user.as_deref(),
+            path,
+        });
+    }
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,portcullis=info"),
     )

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub jwt_cache_hits: IntCounter,
     pub jwt_cache_misses: IntCounter,
     pub jwt_validations: IntCounterVec,
+    /// Credentials checked, by where they came from (`header`, `cookie`, `signed_url`) and
+    /// result (the `jwt_validations` results, and for signed URLs `valid`, `expired`,
+    /// `too_far`, `bad_signature`, `malformed`).
+    pub auth_credentials: IntCounterVec,
     pub jwks_refreshes: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub rate_limit_store_errors: IntCounter,
@@ -98,6 +102,11 @@ impl Metrics {
                 "portcullis_jwt_validations_total",
                 "Token validations by result.",
                 &["result"],
+            )?,
+            auth_credentials: counter_vec(
+                "portcullis_auth_credentials_total",
+                "Credentials checked on auth routes, by source (header, cookie, signed_url) and result.",
+                &["source", "result"],
             )?,
             jwks_refreshes: counter_vec(
                 "portcullis_jwks_refreshes_total",

@@ -10,6 +10,7 @@ use portcullis_config::{StoreKind, SuspiciousMode};
 use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
 use portcullis_ratelimit::shared::SharedStore;
 use portcullis_routing::{ClientHeaders, Router, TrustedProxies};
+use portcullis_signed_url::SignedUrls;
 
 use crate::auth::Auth;
 use crate::respond_ops::HeaderOp;
@@ -63,6 +64,8 @@ pub struct Snapshot {
     /// `[jwt]`: the token verifier and its JWKS source. Kept across a reload that changes
     /// neither `[jwt]` nor the key file, so the verified-token cache survives it.
     pub auth: Option<Arc<Auth>>,
+    /// Routes' `signed_urls` verifiers, by route name.
+    pub signed_urls: HashMap<String, SignedUrls>,
     /// `[rate_limit_store] kind = "redis"`: the buckets every replica shares. Kept across a
     /// reload that does not change the store, so its connection survives.
     pub shared_limits: Option<Arc<SharedStore>>,
@@ -114,6 +117,17 @@ impl Snapshot {
             crate::forward::GATEWAY_HEADERS.iter().copied(),
             config.server.underscore_headers,
         );
+        let mut signed_urls = HashMap::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let Some(policy) = &route.signed_urls else {
+                continue;
+            };
+            let key = format!("routes[{i}].signed_urls");
+            let verifier = SignedUrls::new(&policy.keys, policy.max_ttl).map_err(|e| {
+                BuildError::one(&located(&config, &[key.as_str(), "routes"]), e.to_string())
+            })?;
+            signed_urls.insert(route.name.clone(), verifier);
+        }
         let security_headers = SecurityHeaders::new(&config.security_headers);
         let cors = config.cors.as_ref().map(CorsPolicy::new);
         let detector = (config.suspicious.mode != SuspiciousMode::Off)
@@ -144,6 +158,7 @@ impl Snapshot {
             security_headers,
             tls,
             client_headers,
+            signed_urls,
             config: Arc::new(config),
             router,
             trusted,

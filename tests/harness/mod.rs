@@ -11,12 +11,15 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod backend;
+mod browser;
 mod client;
 mod gateway;
 
 // Each test file uses its own part of the harness.
 #[allow(unused_imports)]
 pub use backend::*;
+#[allow(unused_imports)]
+pub use browser::*;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]

@@ -19,11 +19,13 @@ mod cache;
 pub mod cookie;
 mod error;
 pub mod keys;
+pub mod source;
 pub mod token;
 pub mod verify;
 
 pub use cookie::{cookie_token, strip_cookie, without_cookie};
 pub use error::{AuthError, KeyError};
 pub use keys::Key;
+pub use source::{credential, Credential, SourceKind};
 pub use token::{bearer, MAX_TOKEN_BYTES};
 pub use verify::{Identity, JwksChange, Outcome, Verifier};
