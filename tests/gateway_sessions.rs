@@ -423,6 +423,9 @@ fn signed_urls_authenticate_one_path_until_they_expire() {
         b"",
     );
     assert_eq!(resp.echoed_header("x-user-id").as_deref(), Some("bob"));
+    // The method is not signed: a media link is never a credential for writing.
+    let resp = gw.request("POST", &format!("/api/images/a.png?{q}"), &[], b"x");
+    assert_refused(&resp, 403, "forbidden", "POST with a signed URL");
     // Beside a valid signature, an unchecked bearer token does not reach the backend.
     let resp = gw.request(
         "GET",
@@ -473,8 +476,22 @@ fn sign_url_prints_a_url_the_gateway_accepts() {
     );
     assert_eq!(gw.get(out.trim()).json()["query"], "w=2");
 
+    // --config may come before the subcommand too.
+    let (code, out, err) = run_cli(&[
+        "--config",
+        &config,
+        "sign-url",
+        "--route",
+        "images",
+        "/api/images/d.png",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(gw.get(out.trim()).status, 200);
+
     for (args, want) in [
         (vec!["--route", "images", "--ttl", "2h", "/x"], 1),
+        (vec!["--route", "images", "/api/images/x?exp=1"], 1),
+        (vec!["--route", "images", "/api/images/../x"], 1),
         (vec!["--route", "images", "--ttl", "soon", "/x"], 1),
         (vec!["--route", "nowhere", "/x"], 2),
         (vec!["--route", "account", "/x"], 2),

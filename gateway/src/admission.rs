@@ -284,7 +284,10 @@ fn signed_url(
     let Some(verifier) = snapshot.signed_urls.get(route) else {
         return Ok(false);
     };
-    let query = session.req_header().uri.query();
+    let req = session.req_header();
+    let query = req.uri.query();
+    // The method is not signed: a signed link is for fetching media, never for writing.
+    let fetch = matches!(req.method, http::Method::GET | http::Method::HEAD);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -296,6 +299,14 @@ fn signed_url(
             .inc();
     };
     let signed = match verifier.verify(&ctx.path, query, now) {
+        Ok(Some(_)) if !fetch => {
+            count("malformed");
+            return Err(Rejection::Forbidden {
+                message: "signed URLs are for GET and HEAD only".into(),
+                reason: "malformed",
+            }
+            .into());
+        }
         Ok(Some(signed)) => signed,
         Ok(None) => return Ok(false),
         Err(e) => {

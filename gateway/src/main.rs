@@ -57,7 +57,7 @@ const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
 )]
 struct Cli {
     /// The configuration file.
-    #[arg(long, short = 'c', default_value = "portcullis.toml")]
+    #[arg(long, short = 'c', default_value = "portcullis.toml", global = true)]
     config: PathBuf,
     /// Validate the configuration, print `configuration ok` or every error, and exit.
     #[arg(long)]
@@ -76,9 +76,6 @@ struct Cli {
 enum Command {
     /// Print PATH with a signed-URL query (`exp`, `sig`) for a route's `signed_urls`.
     SignUrl {
-        /// The configuration file (the route's keys come from it).
-        #[arg(long, short = 'c', default_value = "portcullis.toml")]
-        config: PathBuf,
         /// The route whose `signed_urls` keys sign.
         #[arg(long)]
         route: String,
@@ -117,7 +114,6 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::SignUrl {
-        config,
         route,
         ttl,
         user,
@@ -125,7 +121,7 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return sign_url::run(&sign_url::Request {
-            config,
+            config: &cli.config,
             route,
             ttl,
             user: user.as_deref(),

@@ -63,6 +63,28 @@ fn sign(request: &Request<'_>) -> Result<String, (u8, String)> {
         None => (request.path, None),
     };
     let normal = normalize(path).map_err(|e| (1, format!("{}: {e}", request.path)))?;
+    if normal.as_str() != path {
+        return Err((
+            1,
+            format!(
+                "{path} is not in normal form: sign {} (the path the gateway will see)",
+                normal.as_str()
+            ),
+        ));
+    }
+    let taken = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.split('=').next())
+        .find(|name| matches!(*name, "exp" | "sig" | "user"));
+    if let Some(name) = taken {
+        return Err((
+            1,
+            format!(
+                "the query already has `{name}`, which the signature's parameters would clash with"
+            ),
+        ));
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
