@@ -145,6 +145,10 @@ pub struct HealthCheck {
     pub healthy_after: u32,
 }
 
+/// The request body bytes pingora keeps for replaying a retried request (its fixed
+/// `BODY_BUF_LIMIT`, 64 KiB): the ceiling, and the default, of `max_replay_body`.
+pub const REPLAY_BUFFER: usize = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Retries after the first try.
@@ -153,7 +157,8 @@ pub struct RetryPolicy {
     pub backoff_max: Duration,
     /// Response statuses that are retried (connect failures and timeouts always are).
     pub on_status: Vec<u16>,
-    /// Request bodies up to this size are buffered so they can be replayed.
+    /// Request bodies up to this size can be replayed on a retry; a larger one is sent once.
+    /// At most [`REPLAY_BUFFER`] takes effect (the size of pingora's retry buffer).
     pub max_replay_body: usize,
     /// Retries may be at most this share of recent requests (the retry budget).
     pub budget_ratio: f64,

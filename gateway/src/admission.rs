@@ -13,6 +13,7 @@ use crate::error::Rejection;
 use crate::respond::{Generated, X_REQUEST_ID};
 use crate::respond_ops::HeaderOp;
 use crate::state::{json_fields, State};
+use crate::upstream::Attempt;
 use portcullis_config::AuthMode;
 use portcullis_edge::{cross_site_refused, https, Preflight};
 use portcullis_jwt::SourceKind;
@@ -484,11 +485,11 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
         target.push_str(query);
     }
     ctx.upstream_target = Some(target);
-    ctx.pool = snapshot.upstreams.get(&route.upstream).cloned();
-    ctx.route = Some(route);
-    if ctx.pool.is_none() {
+    let Some(pool) = snapshot.upstreams.get(&route.upstream).cloned() else {
         return Err(Rejection::BadGateway.into());
-    }
+    };
+    ctx.upstream = Attempt::new(pool);
+    ctx.route = Some(route);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use portcullis_config::Route;
 use crate::respond_ops::HeaderOp;
 use crate::snapshot::Snapshot;
 use crate::state::InFlight;
-use crate::upstream::UpstreamPool;
+use crate::upstream::Attempt;
 
 /// Where a request's verified credential came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,6 @@ pub struct RequestCtx {
     /// The normalised path (what routing, policies and the log see).
     pub path: String,
     pub route: Option<Arc<Route>>,
-    pub pool: Option<Arc<UpstreamPool>>,
     /// Path and query sent upstream (normalised, prefix replaced).
     pub upstream_target: Option<String>,
     pub user: Option<String>,
@@ -48,11 +47,10 @@ pub struct RequestCtx {
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
     /// Response headers from policies (CORS, rate limits) for this request.
     pub response_ops: Vec<HeaderOp>,
-    /// Peers tried so far (indices into the pool), in order.
-    pub tried: Vec<usize>,
+    /// The upstream leg (peer choice, breaker, retries, accounting), written only by itself.
+    pub upstream: Attempt,
     pub status: u16,
     pub reason: Option<&'static str>,
-    pub upstream_outcome: Option<&'static str>,
     pub bytes_sent: usize,
     _in_flight: InFlight,
 }
@@ -69,16 +67,14 @@ impl RequestCtx {
             host: None,
             path: String::new(),
             route: None,
-            pool: None,
             upstream_target: None,
             user: None,
             credential: None,
             forward_headers: Vec::new(),
             response_ops: Vec::new(),
-            tried: Vec::new(),
+            upstream: Attempt::default(),
             status: 0,
             reason: None,
-            upstream_outcome: None,
             bytes_sent: 0,
             _in_flight: in_flight,
         }

@@ -93,7 +93,7 @@ pub fn upstream_request(
     for (name, value) in &ctx.forward_headers {
         req.append_header(name.clone(), value.clone())?;
     }
-    if let Some(pool) = &ctx.pool {
+    if let Some(pool) = ctx.upstream.pool() {
         for (name, value) in &pool.config.request_headers {
             req.insert_header(name.clone(), value.clone())?;
         }

@@ -9,7 +9,6 @@ mod admission;
 mod auth;
 mod ctx;
 mod error;
-mod exchange;
 mod forward;
 mod health;
 mod intake;
@@ -158,6 +157,21 @@ fn main() -> ExitCode {
             );
         }
     }
+    for upstream in snapshot.config.upstreams.values() {
+        if let Some(retry) = upstream
+            .retry
+            .as_ref()
+            .filter(|r| r.max_replay_body > portcullis_config::REPLAY_BUFFER)
+        {
+            eprintln!(
+                "warning: {}: upstreams.{}.retry.max_replay_body = {} is above the {} bytes pingora keeps for a replay; larger bodies are not retried",
+                cli.config.display(),
+                upstream.name,
+                retry.max_replay_body,
+                portcullis_config::REPLAY_BUFFER
+            );
+        }
+    }
     if cli.check {
         println!("configuration ok");
         return ExitCode::SUCCESS;
@@ -195,7 +209,6 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         log,
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
-        connector: pingora::connectors::http::Connector::new(None),
     });
     state.start_background();
     admin::start(admin_listener, state.clone())

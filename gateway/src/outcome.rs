@@ -13,8 +13,8 @@ use crate::metrics::method_label;
 use crate::respond;
 use crate::state::State;
 
-/// Upstream-side failures by kind: (the answer, the upstream outcome label).
-fn classify(e: &Error) -> Option<(Rejection, &'static str)> {
+/// Upstream-side failures by kind (the upstream leg counted them as they happened).
+fn classify(e: &Error) -> Option<Rejection> {
     use ErrorType::*;
     let connect = matches!(
         e.etype(),
@@ -33,30 +33,21 @@ fn classify(e: &Error) -> Option<(Rejection, &'static str)> {
     // request arriving mid-exchange is a downstream `ConnectError`): only the upstream's own
     // are the upstream's failures.
     if connect && *e.esource() != ErrorSource::Downstream {
-        return Some((Rejection::BadGateway, "connect_error"));
+        return Some(Rejection::BadGateway);
     }
     if *e.esource() != ErrorSource::Upstream {
         return None;
     }
     match e.etype() {
-        ReadTimedout | WriteTimedout => Some((Rejection::UpstreamTimeout, "timeout")),
-        _ => Some((Rejection::BadGateway, "error")),
+        ReadTimedout | WriteTimedout => Some(Rejection::UpstreamTimeout),
+        _ => Some(Rejection::BadGateway),
     }
 }
 
-pub async fn fail(
-    state: &Arc<State>,
-    session: &mut Session,
-    e: &Error,
-    ctx: &mut RequestCtx,
-) -> FailToProxy {
-    let rejection = match classify(e) {
-        Some((rejection, outcome)) => {
-            if outcome != "connect_error" {
-                count_upstream(state, ctx, outcome);
-            }
-            rejection
-        }
+pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    let decided = ctx.upstream.take_refusal();
+    let rejection = match decided.or_else(|| classify(e)) {
+        Some(rejection) => rejection,
         // The client's side broke (closed, sent garbage): answer 400 if it can still hear us.
         None => match e.etype() {
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
@@ -96,17 +87,6 @@ pub async fn fail(
     }
 }
 
-pub fn count_upstream(state: &State, ctx: &mut RequestCtx, outcome: &'static str) {
-    if let Some(pool) = &ctx.pool {
-        state
-            .metrics
-            .upstream_requests
-            .with_label_values(&[pool.name(), outcome])
-            .inc();
-    }
-    ctx.upstream_outcome = Some(outcome);
-}
-
 pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
     let status = session
         .response_written()
@@ -127,19 +107,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         .request_duration
         .with_label_values(&[route.as_str()])
         .observe(elapsed.as_secs_f64());
-    if ctx.upstream_outcome.is_none()
-        && ctx.pool.is_some()
-        && !ctx.tried.is_empty()
-        && ctx.reason.is_none()
-    {
-        let outcome = if status >= 500 { "error" } else { "success" };
-        count_upstream(state, ctx, outcome);
-    }
-    let peer = ctx
-        .tried
-        .last()
-        .and_then(|&i| ctx.pool.as_ref().and_then(|p| p.peers.get(i)))
-        .map(|slot| slot.peer.to_string());
+    let peer = ctx.upstream.peer();
     let path = if ctx.path.is_empty() {
         req.uri.path()
     } else {
@@ -154,15 +122,11 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         route: ctx.route.as_ref().map(|r| r.name.as_str()),
         status,
         duration_ms: duration_ms(elapsed),
-        upstream: ctx
-            .pool
-            .as_ref()
-            .filter(|_| !ctx.tried.is_empty())
-            .map(|p| p.name()),
+        upstream: ctx.upstream.upstream(),
         peer,
         user: ctx.user.as_deref(),
         reason: ctx.reason,
-        tries: (ctx.tried.len() > 1).then_some(ctx.tried.len() as u32),
+        tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
         bytes_sent: session.body_bytes_sent().max(ctx.bytes_sent),
     };
     record(state, &route, method, &entry);

@@ -1,10 +1,12 @@
 //! The `ProxyHttp` pipeline. Each phase is a short list of steps; the steps themselves live
-//! in `admission` (request phase), `forward` (upstream request/response headers) and
-//! `outcome` (errors, metrics, access log).
+//! in `admission` (request phase), `upstream` (peer choice, breaker, retries: every try of
+//! pingora's proxy loop), `forward` (upstream request/response headers) and `outcome`
+//! (errors, metrics, access log).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -13,7 +15,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::admission::{self, Stop};
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
-use crate::{exchange, forward, outcome, respond};
+use crate::{forward, outcome, respond};
 
 pub struct Proxy {
     pub state: Arc<State>,
@@ -29,55 +31,62 @@ impl ProxyHttp for Proxy {
 
     /// Identify, route and apply the policies; any of them may answer on its own.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let admitted = match admission::admit(&self.state, session, ctx).await {
-            Ok(()) => match ctx.pool.clone() {
-                Some(pool) if exchange::applies(&pool, session) => {
-                    exchange::run(&self.state, session, ctx, &pool)
-                        .await
-                        .map(|()| true)
-                }
-                _ => Ok(false),
-            },
-            Err(stop) => Err(stop),
-        };
-        match admitted {
-            Ok(answered) => Ok(answered),
+        match admission::admit(&self.state, session, ctx).await {
+            Ok(()) => Ok(false),
             Err(Stop::Reject(r)) => respond::reject(session, ctx, &r).await.map(|_| true),
             Err(Stop::Answer(g)) => respond::send(session, ctx, g).await.map(|_| true),
         }
     }
 
-    /// Round-robin over the route's healthy peers, skipping those already tried.
+    /// Counts the body as it is read: a body beyond what can be replayed is never retried.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.upstream.body_read(chunk.len());
+        }
+        Ok(())
+    }
+
+    /// Every try: the backoff, the deadline, the breaker's leave, then round-robin over the
+    /// route's healthy peers, skipping those already tried.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let pool = ctx
-            .pool
-            .clone()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
-        let peer = pool
-            .select(&ctx.tried)
-            .and_then(|i| pool.http_peer(i).map(|p| (i, p)))
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no usable peer"))?;
-        ctx.tried.push(peer.0);
-        Ok(Box::new(peer.1))
+        ctx.upstream.next_peer(&self.state).await
     }
 
-    /// A peer that cannot be reached is retried on the next one (the request was never sent,
-    /// so this is safe for any method).
+    /// A peer that cannot be reached: the request was never sent, so it may go to the next.
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        outcome::count_upstream(&self.state, ctx, "connect_error");
-        let peers = ctx.pool.as_ref().map_or(0, |p| p.peers.len());
-        e.set_retry(ctx.tried.len() < peers);
-        e
+        let non_idempotent = retries_non_idempotent(ctx);
+        ctx.upstream
+            .connect_failed(&self.state, session, non_idempotent, e)
+    }
+
+    /// A try that broke after connecting, or an answer dropped to be retried.
+    fn error_while_proxy(
+        &self,
+        _peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let non_idempotent = retries_non_idempotent(ctx);
+        ctx.upstream
+            .failed(&self.state, session, non_idempotent, client_reused, e)
     }
 
     async fn upstream_request_filter(
@@ -89,12 +98,17 @@ impl ProxyHttp for Proxy {
         forward::upstream_request(session, upstream_request, ctx)
     }
 
+    /// The answer's hop-by-hop headers go; a status the retry policy retries is dropped
+    /// here, before anything reaches the client, to try again.
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let non_idempotent = retries_non_idempotent(ctx);
+        ctx.upstream
+            .answered(&self.state, session, non_idempotent, upstream_response)?;
         forward::upstream_response(upstream_response);
         Ok(())
     }
@@ -115,10 +129,15 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        outcome::fail(&self.state, session, e, ctx).await
+        outcome::fail(session, e, ctx).await
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         outcome::log(&self.state, session, e, ctx);
     }
+}
+
+/// The route's `retry_non_idempotent`.
+fn retries_non_idempotent(ctx: &RequestCtx) -> bool {
+    ctx.route.as_ref().is_some_and(|r| r.retry_non_idempotent)
 }

@@ -21,9 +21,6 @@ pub struct State {
     pub in_flight: AtomicUsize,
     /// Rate-limit buckets. Process-wide, so a reload keeps every client's budget.
     pub limiter: portcullis_ratelimit::RateLimiter,
-    /// Pingora's upstream client for the gateway's own exchanges (retrying upstreams); its
-    /// connection pool is shared by every request.
-    pub connector: pingora::connectors::http::Connector,
 }
 
 impl State {

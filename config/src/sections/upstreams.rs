@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::model::REPLAY_BUFFER;
 use crate::model::{CircuitBreakerPolicy, HealthCheck, Peer, RetryPolicy, Upstream};
 use crate::reader::OptionalKey;
 use crate::reader::{Diag, Field, Section};
@@ -225,7 +226,9 @@ fn retry(mut s: Section, try_time: Duration, d: &mut Diag) -> Option<RetryPolicy
     });
     let body = s
         .get("max_replay_body")
-        .map_or(Some(1024 * 1024), |f| f.int(d, 0, 64 * 1024 * 1024))
+        .map_or(Some(REPLAY_BUFFER as i64), |f| {
+            f.int(d, 0, 64 * 1024 * 1024)
+        })
         .map(|n| n as usize);
     let budget = s
         .get("budget_ratio")
