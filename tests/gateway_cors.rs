@@ -82,3 +82,42 @@ fn preflights_actual_requests_and_look_alikes() {
         Some("https://a.example.com")
     );
 }
+
+#[test]
+fn refusals_a_browser_reads_carry_the_cors_headers_too() {
+    let app = Backend::start("app");
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
+        + "[jwt]\nalgorithms = [\"HS256\"]\nsecret = \"cors-refusals-secret-0123456789abcdef\"\n\n"
+        + "[cors]\nallow_origins = [\"https://music.example.com\"]\n\n"
+        + "[[routes]]\nname = \"account\"\npath_prefix = \"/api/account\"\nupstream = \"app\"\nauth = \"required\"\n\n"
+        + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n";
+    let gw = Gateway::start("cors-refusals", port, admin, &config, &[]);
+    let origin = "https://music.example.com";
+    for (what, target, status) in [
+        ("suspicious", "/?q=%3Cscript%3E", 403),
+        ("unauthenticated", "/api/account/me", 401),
+        ("an encoded slash", "/a%2Fb", 400),
+    ] {
+        let resp = gw.request("GET", target, &[("Origin", origin)], b"");
+        assert_eq!(resp.status, status, "{what}");
+        assert_eq!(
+            resp.header("access-control-allow-origin"),
+            Some(origin),
+            "{what}"
+        );
+        assert!(
+            resp.header("vary").is_some_and(|v| v.contains("Origin")),
+            "{what}"
+        );
+    }
+    let foreign = gw.request(
+        "GET",
+        "/?q=%3Cscript%3E",
+        &[("Origin", "https://evil.example")],
+        b"",
+    );
+    assert_eq!(foreign.status, 403);
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+}

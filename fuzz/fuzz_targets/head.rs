@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_edge::head::{Head, Limits, Scan};
+use portcullis_intake::{Head, Limits, Scan};
 
 const LIMITS: Limits = Limits {
     bytes: 4096,

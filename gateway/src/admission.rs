@@ -15,7 +15,7 @@ use crate::respond_ops::HeaderOp;
 use crate::state::{json_fields, State};
 use crate::upstream::Attempt;
 use portcullis_config::AuthMode;
-use portcullis_edge::{cross_site_refused, https, Preflight};
+use portcullis_edge::{cross_site_refused, https, CorsPolicy, Preflight};
 use portcullis_jwt::SourceKind;
 
 /// Why the request phase stopped: a rejection or another generated answer.
@@ -36,12 +36,13 @@ pub async fn admit(
     ctx: &mut RequestCtx,
 ) -> Result<(), Stop> {
     identify(session, ctx);
+    cors_headers(session, ctx);
     request_shape(session, ctx)?;
     header_limits(session, ctx)?;
     suspicious(state, session, ctx)?;
     https_redirect(state, session, ctx)?;
     accepted_host(ctx)?;
-    cors(session, ctx)?;
+    cors_preflight(session, ctx)?;
     route(session, ctx)?;
     authenticate(state, session, ctx).await?;
     rate_limit(state, ctx).await?;
@@ -62,7 +63,7 @@ fn request_shape(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
         }
         .into());
     }
-    if ctx.host.is_none() && req.version != http::Version::HTTP_10 {
+    if ctx.client.host.is_none() && req.version != http::Version::HTTP_10 {
         return Err(Rejection::BadRequest("the request names no host".into()).into());
     }
     if let Some(name) = ctx.snapshot.client_headers.refused(&req.headers) {
@@ -106,7 +107,7 @@ fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), 
         return Ok(());
     };
     let now = std::time::Instant::now();
-    if snapshot.bans.check(ctx.client_ip, now).is_some() {
+    if snapshot.bans.check(ctx.client.ip, now).is_some() {
         state
             .metrics
             .suspicious
@@ -128,14 +129,14 @@ fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), 
         .suspicious
         .with_label_values(&[finding.rule, action])
         .inc();
-    let banned = block && snapshot.bans.record_block(ctx.client_ip, now);
+    let banned = block && snapshot.bans.record_block(ctx.client.ip, now);
     state.event(
         "suspicious_request",
         json_fields([
             ("rule", finding.rule.into()),
             ("action", action.into()),
-            ("client_ip", ctx.client_ip.to_string().into()),
-            ("request", ctx.request_id.clone().into()),
+            ("client_ip", ctx.client.ip.to_string().into()),
+            ("request", ctx.client.request_id.clone().into()),
             ("detail", finding.detail.into()),
             ("banned", banned.into()),
         ]),
@@ -154,14 +155,15 @@ fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), 
 /// `X-Forwarded-Proto: https`) are sent to the HTTPS origin; ACME HTTP-01 challenges pass.
 fn https_redirect(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
     let server = &ctx.snapshot.config.server;
-    if !server.https_redirect || ctx.https || https::is_acme_challenge(&ctx.path) {
+    let req = session.req_header();
+    // Before routing: the challenge path as sent (a challenge token has no dot segments).
+    if !server.https_redirect || ctx.client.https || https::is_acme_challenge(req.uri.path()) {
         return Ok(());
     }
-    let req = session.req_header();
     let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
     match https::redirect(
         &req.method,
-        ctx.host.as_deref(),
+        ctx.client.host.as_deref(),
         target,
         &server.hosts,
         server.https_port,
@@ -178,15 +180,28 @@ fn https_redirect(state: &State, session: &Session, ctx: &RequestCtx) -> Result<
 /// them). The HTTPS redirect, when it lands, runs first and sends them to `hosts[0]`.
 fn accepted_host(ctx: &RequestCtx) -> Result<(), Stop> {
     let hosts = &ctx.snapshot.config.server.hosts;
-    if hosts.is_empty() || ctx.host.as_ref().is_some_and(|h| hosts.contains(h)) {
+    if hosts.is_empty() || ctx.client.host.as_ref().is_some_and(|h| hosts.contains(h)) {
         return Ok(());
     }
     Err(Rejection::BadRequest("this host is not served here".into()).into())
 }
 
-/// CORS: preflights are answered here and never reach the upstream; other requests carry
-/// the origin's CORS headers on their response.
-fn cors(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
+/// CORS headers for the origin, first of all, so every answer a browser reads carries them:
+/// a proxied one, and a refusal by any step below (a 403 from the suspicious-request rules,
+/// a 401, a 429). Preflights get theirs from `cors_preflight`.
+fn cors_headers(session: &Session, ctx: &mut RequestCtx) {
+    let Some(policy) = &ctx.snapshot.cors else {
+        return;
+    };
+    let req = session.req_header();
+    if !CorsPolicy::is_preflight(req) {
+        let ops = policy.response_headers(req);
+        ctx.answer.policy_headers.extend(ops);
+    }
+}
+
+/// CORS preflights are answered here and never reach the upstream.
+fn cors_preflight(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
     let snapshot = ctx.snapshot.clone();
     let Some(policy) = &snapshot.cors else {
         return Ok(());
@@ -212,10 +227,7 @@ fn cors(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
             reason: "cors_preflight_refused",
         }
         .into()),
-        None => {
-            ctx.response_ops.extend(policy.response_headers(req));
-            Ok(())
-        }
+        None => Ok(()),
     }
 }
 
@@ -224,13 +236,13 @@ fn cors(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
 /// `forward_claims` headers) the upstream see. A cookie-authenticated unsafe request must
 /// also pass the cross-site rule.
 async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
-    let (Some(route), Some(auth)) = (ctx.route.clone(), ctx.snapshot.auth.clone()) else {
+    let (Some(route), Some(auth)) = (ctx.target.route.clone(), ctx.snapshot.auth.clone()) else {
         return Ok(());
     };
     if route.auth == AuthMode::None {
         return Ok(());
     }
-    if signed_url(state, session, ctx, &route.name)? {
+    if signed_url(state, session, ctx)? {
         return Ok(());
     }
     let req = session.req_header();
@@ -250,7 +262,7 @@ async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) ->
         SourceKind::Cookie => CredentialKind::Cookie,
     };
     if kind == CredentialKind::Cookie {
-        let own_host = ctx.host.clone().unwrap_or_default();
+        let own_host = ctx.client.host.clone().unwrap_or_default();
         let server_hosts = &ctx.snapshot.config.server.hosts;
         let hosts = if server_hosts.is_empty() {
             std::slice::from_ref(&own_host)
@@ -266,23 +278,21 @@ async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) ->
             .into());
         }
     }
-    ctx.credential = Some(kind);
-    ctx.user = identity.user.as_deref().map(str::to_owned);
-    ctx.forward_headers = identity.forward.clone();
+    ctx.identity.credential = Some(kind);
+    ctx.identity.user = identity.user.as_deref().map(str::to_owned);
+    ctx.identity.forward_headers = identity.forward.clone();
     Ok(())
 }
 
 /// A route with `signed_urls`: a request carrying `exp` and `sig` is authenticated by them
 /// alone (true), as the signed user if any, and forwarded without them; a bad or expired
 /// signature is 403. Without either parameter, the route's token sources decide (false).
-fn signed_url(
-    state: &State,
-    session: &Session,
-    ctx: &mut RequestCtx,
-    route: &str,
-) -> Result<bool, Stop> {
+fn signed_url(state: &State, session: &Session, ctx: &mut RequestCtx) -> Result<bool, Stop> {
     let snapshot = ctx.snapshot.clone();
-    let Some(verifier) = snapshot.signed_urls.get(route) else {
+    let Some(handles) = ctx.target.handles.clone() else {
+        return Ok(false);
+    };
+    let Some(verifier) = &handles.signed_urls else {
         return Ok(false);
     };
     let req = session.req_header();
@@ -299,7 +309,7 @@ fn signed_url(
             .with_label_values(&["signed_url", result])
             .inc();
     };
-    let signed = match verifier.verify(&ctx.path, query, now) {
+    let signed = match verifier.verify(&ctx.target.path, query, now) {
         Ok(Some(_)) if !fetch => {
             count("malformed");
             return Err(Rejection::Forbidden {
@@ -320,7 +330,7 @@ fn signed_url(
         }
     };
     count("valid");
-    if let Some(target) = ctx.upstream_target.as_mut() {
+    if let Some(target) = ctx.target.upstream_target.as_mut() {
         let path_end = target.find('?').unwrap_or(target.len());
         let rest = query.and_then(portcullis_signed_url::strip_params);
         target.truncate(path_end);
@@ -329,9 +339,9 @@ fn signed_url(
             target.push_str(&rest);
         }
     }
-    ctx.credential = Some(CredentialKind::SignedUrl);
+    ctx.identity.credential = Some(CredentialKind::SignedUrl);
     if let (Some(user), Some(jwt)) = (&signed.user, &snapshot.config.jwt) {
-        ctx.forward_headers = jwt
+        ctx.identity.forward_headers = jwt
             .forward_claims
             .iter()
             .filter(|(claim, _)| *claim == jwt.user_claim)
@@ -342,9 +352,9 @@ fn signed_url(
             })
             .collect();
     }
-    ctx.user = signed.user;
+    ctx.identity.user = signed.user;
     // Signed media is meant to load where the cookie does not go: another origin's page.
-    ctx.response_ops.push(HeaderOp::Set(
+    ctx.answer.policy_headers.push(HeaderOp::Set(
         http::header::HeaderName::from_static("cross-origin-resource-policy"),
         http::HeaderValue::from_static("cross-origin"),
     ));
@@ -354,20 +364,17 @@ fn signed_url(
 /// The route's rate-limit policy: every response of a limited route carries the limit
 /// headers; a refusal is 429 and consumes nothing.
 async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
-    let Some(route) = ctx.route.clone() else {
-        return Ok(());
-    };
-    let snapshot = ctx.snapshot.clone();
-    let Some(policy) = route
-        .rate_limit
-        .as_ref()
-        .and_then(|name| snapshot.config.rate_limits.get(name))
+    let (Some(route), Some(handles)) = (ctx.target.route.clone(), ctx.target.handles.clone())
     else {
         return Ok(());
     };
+    let Some(policy) = &handles.rate_limit else {
+        return Ok(());
+    };
+    let snapshot = ctx.snapshot.clone();
     let shared = match &snapshot.shared_limits {
         Some(store) => match store
-            .check(policy, ctx.client_ip, ctx.user.as_deref())
+            .check(policy, ctx.client.ip, ctx.identity.user.as_deref())
             .await
         {
             Ok(decision) => Some(decision),
@@ -382,9 +389,9 @@ async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
     let decision = shared.unwrap_or_else(|| {
         state
             .limiter
-            .check(policy, ctx.client_ip, ctx.user.as_deref())
+            .check(policy, ctx.client.ip, ctx.identity.user.as_deref())
     });
-    ctx.response_ops.extend(
+    ctx.answer.policy_headers.extend(
         decision
             .headers
             .into_iter()
@@ -406,7 +413,7 @@ async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
 /// Request id, client IP (trusted-proxy rule), scheme and host.
 fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
-    ctx.request_id = match req.headers.get(X_REQUEST_ID) {
+    ctx.client.request_id = match req.headers.get(X_REQUEST_ID) {
         Some(id) if request_id::is_sane(id.as_bytes()) => {
             String::from_utf8_lossy(id.as_bytes()).into_owned()
         }
@@ -419,8 +426,8 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
             a.ip()
         });
     let trusted = &ctx.snapshot.trusted;
-    ctx.peer_trusted = trusted.contains(peer);
-    ctx.client_ip = trusted.client_ip(
+    ctx.client.peer_trusted = trusted.contains(peer);
+    ctx.client.ip = trusted.client_ip(
         peer,
         req.headers
             .get_all("x-forwarded-for")
@@ -428,8 +435,8 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
             .map(|v| v.as_bytes()),
     );
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    ctx.https = tls
-        || (ctx.peer_trusted
+    ctx.client.https = tls
+        || (ctx.client.peer_trusted
             && req
                 .headers
                 .get("x-forwarded-proto")
@@ -439,8 +446,7 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host());
-    ctx.host = host.map(host_without_port);
-    ctx.path = req.uri.path().to_string();
+    ctx.client.host = host.map(host_without_port);
 }
 
 /// `Host` lower-cased without its port (`[v6]:port` keeps the brackets' content).
@@ -460,22 +466,23 @@ pub fn host_without_port(host: &str) -> String {
 fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
     let req = session.req_header();
     let path = normalize(req.uri.path()).map_err(|e| Rejection::BadRequest(e.to_string()))?;
-    ctx.path = path.as_str().to_string();
+    ctx.target.path = path.as_str().to_string();
     let snapshot = ctx.snapshot.clone();
-    let route = match snapshot
-        .router
-        .find(ctx.host.as_deref(), &req.method, path.as_str())
-    {
-        RouteMatch::Found(route) => route.clone(),
-        RouteMatch::MethodNotAllowed { allow } => {
-            return Err(Rejection::MethodNotAllowed {
-                method: req.method.clone(),
-                allow,
+    let (route, index) =
+        match snapshot
+            .router
+            .find(ctx.client.host.as_deref(), &req.method, path.as_str())
+        {
+            RouteMatch::Found(route, index) => (route.clone(), index),
+            RouteMatch::MethodNotAllowed { allow } => {
+                return Err(Rejection::MethodNotAllowed {
+                    method: req.method.clone(),
+                    allow,
+                }
+                .into())
             }
-            .into())
-        }
-        RouteMatch::NotFound => return Err(Rejection::NoRoute.into()),
-    };
+            RouteMatch::NotFound => return Err(Rejection::NoRoute.into()),
+        };
     let mut target = match &route.replace_prefix {
         Some(replacement) => replace_prefix(path.as_str(), &route.path_prefix, replacement),
         None => path.as_str().to_string(),
@@ -484,12 +491,13 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
         target.push('?');
         target.push_str(query);
     }
-    ctx.upstream_target = Some(target);
-    let Some(pool) = snapshot.upstreams.get(&route.upstream).cloned() else {
+    ctx.target.upstream_target = Some(target);
+    let Some(handles) = snapshot.routes.get(index).cloned() else {
         return Err(Rejection::BadGateway.into());
     };
-    ctx.upstream = Attempt::new(pool);
-    ctx.route = Some(route);
+    ctx.upstream = Attempt::new(handles.pool.clone());
+    ctx.target.handles = Some(handles);
+    ctx.target.route = Some(route);
     Ok(())
 }
 

@@ -35,7 +35,7 @@ pub fn upstream_request(
     req: &mut RequestHeader,
     ctx: &RequestCtx,
 ) -> Result<()> {
-    if let Some(target) = &ctx.upstream_target {
+    if let Some(target) = &ctx.target.upstream_target {
         let uri: Uri = target.parse().map_err(|_| {
             Error::explain(
                 ErrorType::InvalidHTTPHeader,
@@ -50,7 +50,7 @@ pub fn upstream_request(
     for name in ctx
         .snapshot
         .client_headers
-        .to_remove(&req.headers, ctx.peer_trusted)
+        .to_remove(&req.headers, ctx.client.peer_trusted)
     {
         req.remove_header(&name);
     }
@@ -60,22 +60,22 @@ pub fn upstream_request(
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| portcullis_routing::client_ip::canonical(a.ip()));
-    let peer_text = peer.map_or_else(|| ctx.client_ip.to_string(), |ip| ip.to_string());
+    let peer_text = peer.map_or_else(|| ctx.client.ip.to_string(), |ip| ip.to_string());
     // A trusted proxy's chain is extended; anyone else's is replaced, so a client cannot
     // plant addresses for the backend to believe.
-    let forwarded_for = match (ctx.peer_trusted, joined(req, X_FORWARDED_FOR)) {
+    let forwarded_for = match (ctx.client.peer_trusted, joined(req, X_FORWARDED_FOR)) {
         (true, Some(chain)) => format!("{chain}, {peer_text}"),
         _ => peer_text,
     };
     set(req, X_FORWARDED_FOR, &forwarded_for)?;
-    let proto = if ctx.https { "https" } else { "http" };
+    let proto = if ctx.client.https { "https" } else { "http" };
     set(req, X_FORWARDED_PROTO, proto)?;
     let client_host = req
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string);
-    let forwarded_host = match (ctx.peer_trusted, joined(req, X_FORWARDED_HOST)) {
+    let forwarded_host = match (ctx.client.peer_trusted, joined(req, X_FORWARDED_HOST)) {
         (true, Some(h)) => Some(h),
         _ => client_host,
     };
@@ -85,12 +85,12 @@ pub fn upstream_request(
             req.remove_header(X_FORWARDED_HOST);
         }
     }
-    set(req, X_REAL_IP, &ctx.client_ip.to_string())?;
-    set(req, X_REQUEST_ID, &ctx.request_id)?;
+    set(req, X_REAL_IP, &ctx.client.ip.to_string())?;
+    set(req, X_REQUEST_ID, &ctx.client.request_id)?;
 
     // Verified claims; the client's copies of these names went with `client_headers` above,
     // whatever the route's auth mode.
-    for (name, value) in &ctx.forward_headers {
+    for (name, value) in &ctx.identity.forward_headers {
         req.append_header(name.clone(), value.clone())?;
     }
     if let Some(pool) = ctx.upstream.pool() {
@@ -117,7 +117,9 @@ pub fn upstream_response(resp: &mut ResponseHeader) {
 /// `[jwt] forward_credentials = false`: a token in another source went unchecked (the first
 /// present source is the credential), and a signed URL's request checks no token at all.
 fn strip_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
-    let Some(kind) = ctx.credential else { return };
+    let Some(kind) = ctx.identity.credential else {
+        return;
+    };
     let forward = ctx
         .snapshot
         .config
@@ -129,7 +131,9 @@ fn strip_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
     if !keep_header {
         req.remove_header(&AUTHORIZATION);
     }
-    let Some(route) = &ctx.route else { return };
+    let Some(route) = &ctx.target.route else {
+        return;
+    };
     if keep_cookies {
         return;
     }

@@ -29,7 +29,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use portcullis_edge::head::{self, Head};
+use portcullis_intake::{self as head, Head};
 use portcullis_routing::request_id;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,6 +39,7 @@ use crate::metrics::method_label;
 use crate::outcome;
 use crate::proxy::Proxy;
 use crate::respond::{self, Generated};
+use crate::snapshot::Snapshot;
 use crate::state::State;
 
 /// How long a kept-alive connection may sit idle between requests (pingora's own default).
@@ -67,11 +68,13 @@ impl ServerApp for Intake {
         // sends nothing is a slowloris too).
         let mut accepted = Some(Instant::now());
         loop {
-            let head = match read_head(&self.state, &mut stream, accepted, shutdown).await {
+            // One snapshot per request: the intake's limits and every phase after it.
+            let snapshot = self.state.current();
+            let head = match read_head(&snapshot, &mut stream, accepted, shutdown).await {
                 Ok(head) => head,
                 Err(Ended::Quietly) => return None,
                 Err(Ended::Refused(rejection, seen, began)) => {
-                    refuse(&self.state, stream, &rejection, &seen, began).await;
+                    refuse(&self.state, &snapshot, stream, &rejection, &seen, began).await;
                     return None;
                 }
             };
@@ -83,7 +86,12 @@ impl ServerApp for Intake {
                 }
             }
             session.set_pipelined_prefix(head);
-            let reused = HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
+            let reused = REQUEST_SNAPSHOT
+                .scope(
+                    snapshot,
+                    HttpServerApp::process_new_http(&self.proxy, session, shutdown),
+                )
+                .await?;
             let (next, kept) = reused.consume();
             stream = next;
             settings = kept;
@@ -105,14 +113,25 @@ enum Ended {
     Refused(Rejection, BytesMut, Instant),
 }
 
+tokio::task_local! {
+    /// The snapshot the intake judged a request's head by, for the proxy phases of the same
+    /// request (pingora's `new_ctx` runs inside this task).
+    static REQUEST_SNAPSHOT: Arc<Snapshot>;
+}
+
+/// The snapshot the intake took for the request being served on this task, if any (h2
+/// streams run on tasks of their own and take theirs in `new_ctx`).
+pub fn request_snapshot() -> Option<Arc<Snapshot>> {
+    REQUEST_SNAPSHOT.try_with(Arc::clone).ok()
+}
+
 /// Reads one request's header section (and whatever followed it in the same reads).
 async fn read_head(
-    state: &State,
+    snapshot: &Snapshot,
     stream: &mut Stream,
     accepted: Option<Instant>,
     shutdown: &ShutdownWatch,
 ) -> Result<BytesMut, Ended> {
-    let snapshot = state.current();
     let server = &snapshot.config.server;
     let limits = head::Limits {
         bytes: server.max_request_header_bytes,
@@ -173,17 +192,17 @@ async fn read_head(
 /// connection, and counts and logs it like any other request.
 async fn refuse(
     state: &State,
+    snapshot: &Snapshot,
     mut stream: Stream,
     rejection: &Rejection,
     seen: &[u8],
     began: Instant,
 ) {
-    let snapshot = state.current();
     let id = request_id::generate();
     let https = stream.get_ssl_digest().is_some();
     let generated = Generated::from(rejection);
     let wire = generated.header().and_then(|mut head| {
-        respond::stamp(&mut head, &id, &snapshot, https, &[])?;
+        respond::stamp(&mut head, &id, snapshot, https, &[])?;
         Ok(serialize(&head, &generated.body))
     });
     match wire {

@@ -79,7 +79,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
         }
     } else {
         // Headers already went out: the body is cut short, nothing more can be said.
-        ctx.reason = Some(rejection.reason());
+        ctx.answer.reason = Some(rejection.reason());
     }
     FailToProxy {
         error_code: status,
@@ -91,7 +91,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     let status = session
         .response_written()
         .map(|r| r.status.as_u16())
-        .unwrap_or(ctx.status);
+        .unwrap_or(ctx.answer.status);
     // nginx's 499: the client went away before any answer.
     let status = if status == 0 && e.is_some() {
         499
@@ -108,26 +108,26 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         .with_label_values(&[route.as_str()])
         .observe(elapsed.as_secs_f64());
     let peer = ctx.upstream.peer();
-    let path = if ctx.path.is_empty() {
+    let path = if ctx.target.path.is_empty() {
         req.uri.path()
     } else {
-        ctx.path.as_str()
+        ctx.target.path.as_str()
     };
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
-        request_id: &ctx.request_id,
-        client_ip: ctx.client_ip.to_string(),
+        request_id: &ctx.client.request_id,
+        client_ip: ctx.client.ip.to_string(),
         method: req.method.as_str(),
         path,
-        route: ctx.route.as_ref().map(|r| r.name.as_str()),
+        route: ctx.target.route.as_ref().map(|r| r.name.as_str()),
         status,
         duration_ms: duration_ms(elapsed),
         upstream: ctx.upstream.upstream(),
         peer,
-        user: ctx.user.as_deref(),
-        reason: ctx.reason,
+        user: ctx.identity.user.as_deref(),
+        reason: ctx.answer.reason,
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
-        bytes_sent: session.body_bytes_sent().max(ctx.bytes_sent),
+        bytes_sent: session.body_bytes_sent().max(ctx.answer.bytes_sent),
     };
     record(state, &route, method, &entry);
 }

@@ -15,7 +15,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::admission::{self, Stop};
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
-use crate::{forward, outcome, respond};
+use crate::{forward, intake, outcome, respond};
 
 pub struct Proxy {
     pub state: Arc<State>,
@@ -26,7 +26,8 @@ impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.state.current(), InFlight::new(&self.state))
+        let snapshot = intake::request_snapshot().unwrap_or_else(|| self.state.current());
+        RequestCtx::new(snapshot, InFlight::new(&self.state))
     }
 
     /// Identify, route and apply the policies; any of them may answer on its own.
@@ -119,7 +120,6 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.status = resp.status.as_u16();
         respond::finish_headers(resp, ctx)
     }
 
@@ -139,5 +139,8 @@ impl ProxyHttp for Proxy {
 
 /// The route's `retry_non_idempotent`.
 fn retries_non_idempotent(ctx: &RequestCtx) -> bool {
-    ctx.route.as_ref().is_some_and(|r| r.retry_non_idempotent)
+    ctx.target
+        .route
+        .as_ref()
+        .is_some_and(|r| r.retry_non_idempotent)
 }

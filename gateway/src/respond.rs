@@ -115,9 +115,9 @@ pub async fn send(
 ) -> pingora::Result<()> {
     let mut resp = g.header()?;
     finish_headers(&mut resp, ctx)?;
-    ctx.status = g.status;
-    ctx.reason = Some(g.reason);
-    ctx.bytes_sent = g.body.len();
+    ctx.answer.status = g.status;
+    ctx.answer.reason = Some(g.reason);
+    ctx.answer.bytes_sent = g.body.len();
     let head_only = session.req_header().method == http::Method::HEAD || g.body.is_empty();
     session
         .write_response_header(Box::new(resp), head_only)
@@ -143,10 +143,10 @@ pub async fn reject(
 pub fn finish_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     stamp(
         resp,
-        &ctx.request_id,
+        &ctx.client.request_id,
         &ctx.snapshot,
-        ctx.https,
-        &ctx.response_ops,
+        ctx.client.https,
+        &ctx.answer.policy_headers,
     )
 }
 

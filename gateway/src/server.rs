@@ -76,8 +76,9 @@ pub fn run(state: Arc<State>, options: Options) -> Result<(), String> {
         proxy.add_tcp(&addr.to_string());
     }
     for addr in &server_cfg.tls_listen {
+        let running = state.clone();
         let mut settings = TlsSettings::with_callbacks(Box::new(CertificateResolver {
-            state: state.clone(),
+            current: Box::new(move || running.current().tls.clone()),
         }))
         .map_err(|e| format!("cannot set up TLS on {addr}: {e}"))?;
         settings.enable_h2();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use portcullis_config::Config;
+use portcullis_config::{Config, RatePolicy};
 use portcullis_config::{StoreKind, SuspiciousMode};
 use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
 use portcullis_ratelimit::shared::SharedStore;
@@ -44,6 +44,13 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// What a route refers to, resolved when the snapshot is built.
+pub struct RouteHandles {
+    pub pool: Arc<UpstreamPool>,
+    pub rate_limit: Option<RatePolicy>,
+    pub signed_urls: Option<SignedUrls>,
+}
+
 pub struct Snapshot {
     pub tls: Option<Arc<TlsMaterial>>,
     pub config: Arc<Config>,
@@ -64,8 +71,9 @@ pub struct Snapshot {
     /// `[jwt]`: the token verifier and its JWKS source. Kept across a reload that changes
     /// neither `[jwt]` nor the key file, so the verified-token cache survives it.
     pub auth: Option<Arc<Auth>>,
-    /// Routes' `signed_urls` verifiers, by route name.
-    pub signed_urls: HashMap<String, SignedUrls>,
+    /// Per route, in `config.routes` order (the router's index): its upstream pool, rate-limit
+    /// policy and signed-URL verifier, resolved here once rather than by name per request.
+    pub routes: Vec<Arc<RouteHandles>>,
     /// `[rate_limit_store] kind = "redis"`: the buckets every replica shares. Kept across a
     /// reload that does not change the store, so its connection survives.
     pub shared_limits: Option<Arc<SharedStore>>,
@@ -92,7 +100,7 @@ impl Snapshot {
         };
         let router = Router::new(&config.routes, config.server.case_sensitive_routing);
         let trusted = TrustedProxies::new(&config.server.trusted_proxies);
-        let upstreams = config
+        let upstreams: HashMap<String, Arc<UpstreamPool>> = config
             .upstreams
             .iter()
             .map(|(name, u)| {
@@ -117,16 +125,34 @@ impl Snapshot {
             crate::forward::GATEWAY_HEADERS.iter().copied(),
             config.server.underscore_headers,
         );
-        let mut signed_urls = HashMap::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
         for (i, route) in config.routes.iter().enumerate() {
-            let Some(policy) = &route.signed_urls else {
-                continue;
-            };
-            let key = format!("routes[{i}].signed_urls");
-            let verifier = SignedUrls::new(&policy.keys, policy.max_ttl).map_err(|e| {
-                BuildError::one(&located(&config, &[key.as_str(), "routes"]), e.to_string())
+            let at =
+                |key: &str| located(&config, &[format!("routes[{i}].{key}").as_str(), "routes"]);
+            let pool: Option<&Arc<UpstreamPool>> = upstreams.get(&route.upstream);
+            let pool = pool.cloned().ok_or_else(|| {
+                BuildError::one(
+                    &at("upstream"),
+                    format!("unknown upstream `{}`", route.upstream),
+                )
             })?;
-            signed_urls.insert(route.name.clone(), verifier);
+            let signed_urls = match &route.signed_urls {
+                Some(policy) => Some(
+                    SignedUrls::new(&policy.keys, policy.max_ttl)
+                        .map_err(|e| BuildError::one(&at("signed_urls"), e.to_string()))?,
+                ),
+                None => None,
+            };
+            let rate_limit = route
+                .rate_limit
+                .as_ref()
+                .and_then(|name| config.rate_limits.get(name))
+                .cloned();
+            routes.push(Arc::new(RouteHandles {
+                pool,
+                rate_limit,
+                signed_urls,
+            }));
         }
         let security_headers = SecurityHeaders::new(&config.security_headers);
         let cors = config.cors.as_ref().map(CorsPolicy::new);
@@ -158,7 +184,7 @@ impl Snapshot {
             security_headers,
             tls,
             client_headers,
-            signed_urls,
+            routes,
             config: Arc::new(config),
             router,
             trusted,

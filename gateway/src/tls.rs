@@ -13,8 +13,6 @@ use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::x509::X509;
 use portcullis_config::TlsFiles;
 
-use crate::state::State;
-
 pub struct TlsMaterial {
     pub leaf: X509,
     pub chain: Vec<X509>,
@@ -80,16 +78,16 @@ impl TlsMaterial {
     }
 }
 
-/// Hands the current snapshot's certificate to each handshake.
+/// Hands the current certificate to each handshake. `current` reads it from the running
+/// snapshot (a reload swaps it); this module knows nothing of snapshots.
 pub struct CertificateResolver {
-    pub state: Arc<State>,
+    pub current: Box<dyn Fn() -> Option<Arc<TlsMaterial>> + Send + Sync>,
 }
 
 #[async_trait]
 impl TlsAccept for CertificateResolver {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        let snapshot = self.state.current();
-        let Some(tls) = snapshot.tls.as_ref() else {
+        let Some(tls) = (self.current)() else {
             log::error!("TLS handshake on a listener without a certificate");
             return;
         };

@@ -12,11 +12,9 @@
 //! | [`cross_site`] | whether a cookie-authenticated request may have been started by another site |
 //! | [`https`] | where a plain-HTTP request is redirected, if anywhere |
 //! | [`suspicious`] | whether a request looks like an attack, and who is banned |
-//! | [`head`] | where an HTTP/1 header section ends, and whether its framing may pass |
 
 pub mod cors;
 pub mod cross_site;
-pub mod head;
 pub mod https;
 pub mod security_headers;
 pub mod suspicious;

@@ -12,7 +12,9 @@ use portcullis_config::Route;
 /// The outcome of routing one request.
 #[derive(Debug)]
 pub enum RouteMatch<'r> {
-    Found(&'r Arc<Route>),
+    /// The route, and its position in the slice the router was built from (so a caller can
+    /// keep per-route state in a parallel table, resolved once per configuration).
+    Found(&'r Arc<Route>, usize),
     /// The path matched, the method did not; `allow` lists the methods that would.
     MethodNotAllowed {
         allow: Vec<Method>,
@@ -33,13 +35,17 @@ struct Entry {
     /// Lower-cased unless matching is case-sensitive.
     prefix: String,
     route: Arc<Route>,
+    /// Position in the routes the router was built from.
+    index: usize,
 }
 
 impl Router {
     pub fn new(routes: &[Route], case_sensitive: bool) -> Self {
         let mut entries: Vec<Entry> = routes
             .iter()
-            .map(|r| Entry {
+            .enumerate()
+            .map(|(index, r)| Entry {
+                index,
                 prefix: if case_sensitive {
                     r.path_prefix.clone()
                 } else {
@@ -85,13 +91,13 @@ impl Router {
             }
             best_len = Some(entry.prefix.len());
             match &entry.route.methods {
-                None => return RouteMatch::Found(&entry.route),
+                None => return RouteMatch::Found(&entry.route, entry.index),
                 Some(methods) if methods.contains(method) => {
-                    return RouteMatch::Found(&entry.route)
+                    return RouteMatch::Found(&entry.route, entry.index)
                 }
                 // HEAD is GET without a body (RFC 9110 section 9.3.2).
                 Some(methods) if *method == Method::HEAD && methods.contains(&Method::GET) => {
-                    return RouteMatch::Found(&entry.route)
+                    return RouteMatch::Found(&entry.route, entry.index)
                 }
                 Some(methods) => allow.extend(methods.iter().cloned()),
             }
@@ -167,7 +173,7 @@ mod tests {
 
     fn name(m: RouteMatch) -> String {
         match m {
-            RouteMatch::Found(r) => r.name.clone(),
+            RouteMatch::Found(r, _) => r.name.clone(),
             RouteMatch::MethodNotAllowed { allow } => format!("405 {allow:?}"),
             RouteMatch::NotFound => "404".into(),
         }

@@ -129,6 +129,14 @@ impl CorsPolicy {
     /// `None` when `req` is not a CORS-preflight request (Fetch section 3.2.2: an `OPTIONS`
     /// request with `Origin` and `Access-Control-Request-Method`); such requests follow the
     /// normal path and get [`CorsPolicy::response_headers`].
+    /// Whether `req` is a CORS preflight (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`), which [`CorsPolicy::preflight`] answers.
+    pub fn is_preflight(req: &Parts) -> bool {
+        req.method == Method::OPTIONS
+            && req.headers.contains_key(ORIGIN)
+            && req.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+    }
+
     pub fn preflight(&self, req: &Parts) -> Option<Preflight> {
         if req.method != Method::OPTIONS || !req.headers.contains_key(ORIGIN) {
             return None;

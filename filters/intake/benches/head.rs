@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis_edge::head::{Head, Limits, Scan};
+use portcullis_intake::{Head, Limits, Scan};
 
 const LIMITS: Limits = Limits {
     bytes: 16 * 1024,
