@@ -107,7 +107,7 @@ fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), 
     let now = std::time::Instant::now();
     let banned = replicated
         .bans
-        .check(ctx.client_ip, replicated.now_ms())
+        .check_at(ctx.client_ip, || replicated.now_ms())
         .is_some()
         || (snapshot.detector.is_some() && snapshot.bans.check(ctx.client_ip, now).is_some());
     if banned {
