@@ -93,6 +93,9 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// The bearer credential of the admin API's write endpoints (revocations, bans). Without
+    /// one they answer 403; read endpoints need none.
+    pub token: Option<String>,
 }
 
 // === [upstreams.NAME] ===
@@ -262,6 +265,11 @@ pub struct Jwt {
     /// `false`: the credential that was verified (the `Authorization` header or the token
     /// cookie) is removed from the upstream request. Default `true`.
     pub forward_credentials: bool,
+    /// The longest a token may live (`exp` minus `iat`, or minus now without `iat`); longer
+    /// ones are refused. Also how long a revocation is kept when it names no `expires`.
+    pub max_token_lifetime: Option<Duration>,
+    /// Most revocations held at once (each replica holds all of them in memory).
+    pub max_revocations: usize,
 }
 
 /// Where a token may come from (`[jwt] sources`, a route's `auth_sources`).
@@ -416,11 +424,43 @@ pub struct RateLimitStore {
 pub enum StoreKind {
     Memory,
     Redis(RedisStore),
+    /// Redis Cluster, reached through any of its seed nodes.
+    RedisCluster(RedisCluster),
+}
+
+impl StoreKind {
+    /// The `kind` value as written.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Redis(_) => "redis",
+            StoreKind::RedisCluster(_) => "redis-cluster",
+        }
+    }
+
+    /// The key prefix of a shared store (`None` for memory).
+    pub fn key_prefix(&self) -> Option<&str> {
+        match self {
+            StoreKind::Memory => None,
+            StoreKind::Redis(r) => Some(&r.key_prefix),
+            StoreKind::RedisCluster(c) => Some(&c.key_prefix),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisStore {
     pub url: String,
+    /// A check slower than this falls back to the in-memory limiter.
+    pub timeout: Duration,
+    /// Prefix of every key written to Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisCluster {
+    /// Seed nodes (`redis://host:port`); the rest of the cluster is discovered from them.
+    pub nodes: Vec<String>,
     /// A check slower than this falls back to the in-memory limiter.
     pub timeout: Duration,
     /// Prefix of every key written to Redis.

@@ -99,15 +99,20 @@ fn header_limits(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Suspicious requests: a banned client is refused at once; a rule match is counted and
-/// logged as an event, and in `block` mode refused with 403 and counted toward a ban.
+/// Suspicious requests: a banned client is refused at once (a ban placed through the admin
+/// API or by any replica's auto-ban, whatever `mode` says, or this replica's auto-ban table);
+/// a rule match is counted and logged as an event, and in `block` mode refused with 403 and
+/// counted toward a ban.
 fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
     let snapshot = &ctx.snapshot;
-    let Some(detector) = &snapshot.detector else {
-        return Ok(());
-    };
+    let replicated = &state.replicated;
     let now = std::time::Instant::now();
-    if snapshot.bans.check(ctx.client.ip, now).is_some() {
+    let banned = replicated
+        .bans
+        .check_at(ctx.client.ip, || replicated.now_ms())
+        .is_some()
+        || (snapshot.detector.is_some() && snapshot.bans.check(ctx.client.ip, now).is_some());
+    if banned {
         state
             .metrics
             .suspicious
@@ -119,6 +124,9 @@ fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), 
         }
         .into());
     }
+    let Some(detector) = &snapshot.detector else {
+        return Ok(());
+    };
     let Some(finding) = detector.inspect(session.req_header()) else {
         return Ok(());
     };
@@ -130,6 +138,13 @@ fn suspicious(state: &State, session: &Session, ctx: &RequestCtx) -> Result<(), 
         .with_label_values(&[finding.rule, action])
         .inc();
     let banned = block && snapshot.bans.record_block(ctx.client.ip, now);
+    if banned {
+        replicated.auto_ban(
+            ctx.client.ip,
+            snapshot.config.suspicious.ban_duration,
+            snapshot.shared_limits.is_some(),
+        );
+    }
     state.event(
         "suspicious_request",
         json_fields([
@@ -252,6 +267,7 @@ async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) ->
             &route.auth_sources,
             &req.headers,
             &state.metrics,
+            &state.replicated.revocations,
         )
         .await?;
     let Some((identity, kind)) = verified else {

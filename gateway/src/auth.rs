@@ -16,7 +16,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use portcullis_config::{AuthMode, Jwt, TokenSource};
-use portcullis_jwt::{credential, AuthError, Identity, SourceKind, Verifier};
+use portcullis_jwt::{credential, AuthError, Identity, Revocations, SourceKind, Verifier};
 use prometheus::IntCounterVec;
 
 use crate::error::Rejection;
@@ -112,6 +112,7 @@ impl Auth {
         sources: &[TokenSource],
         headers: &HeaderMap,
         metrics: &Metrics,
+        revocations: &Revocations,
     ) -> Result<Option<(Arc<Identity>, SourceKind)>, Rejection> {
         let count = |source: &str, result: &str| {
             metrics.jwt_validations.with_label_values(&[result]).inc();
@@ -156,6 +157,12 @@ impl Auth {
             metrics.jwt_cache_misses.inc();
         }
         match outcome.result {
+            // After the cache: a token cached before its revocation is refused too.
+            Ok(identity) if revocations.is_revoked(&identity) => {
+                count(label, AuthError::Revoked.result());
+                metrics.revoked_requests.inc();
+                Err(invalid_token(&AuthError::Revoked))
+            }
             Ok(identity) => {
                 count(label, "valid");
                 Ok(Some((identity, kind)))

@@ -15,6 +15,7 @@ mod intake;
 mod metrics;
 mod outcome;
 mod proxy;
+mod replication;
 mod respond;
 mod respond_ops;
 mod server;
@@ -157,20 +158,8 @@ fn main() -> ExitCode {
             );
         }
     }
-    for upstream in snapshot.config.upstreams.values() {
-        if let Some(retry) = upstream
-            .retry
-            .as_ref()
-            .filter(|r| r.max_replay_body > portcullis_config::REPLAY_BUFFER)
-        {
-            eprintln!(
-                "warning: {}: upstreams.{}.retry.max_replay_body = {} is above the {} bytes pingora keeps for a replay; larger bodies are not retried",
-                cli.config.display(),
-                upstream.name,
-                retry.max_replay_body,
-                portcullis_config::REPLAY_BUFFER
-            );
-        }
+    for warning in warnings(&snapshot.config) {
+        eprintln!("warning: {}: {warning}", cli.config.display());
     }
     if cli.check {
         println!("configuration ok");
@@ -201,8 +190,10 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
     let log =
         access_log::AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
     let limiter = portcullis_ratelimit::RateLimiter::new(snapshot.config.rate_limit_store.max_keys);
+    let replicated = replication::Replicated::new(&snapshot.config);
     let state = Arc::new(State {
         limiter,
+        replicated,
         config_path: cli.config.clone(),
         snapshot: ArcSwap::from_pointee(snapshot),
         metrics,
@@ -220,6 +211,35 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
             upgrade_sock: cli.upgrade_sock,
         },
     )
+}
+
+/// What `--check` (and a start) warns about: valid, but probably not what was meant.
+fn warnings(config: &portcullis_config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.admin.token.is_none() {
+        out.push("[admin] token is not set: the admin API's write endpoints (revocations, bans) answer 403".to_string());
+    } else if config
+        .jwt
+        .as_ref()
+        .is_some_and(|j| j.max_token_lifetime.is_none())
+    {
+        out.push("[jwt] max_token_lifetime is not set: a revocation without `expires` is kept 30 days, and a token living longer would be valid again after that".to_string());
+    }
+    for upstream in config.upstreams.values() {
+        if let Some(retry) = upstream
+            .retry
+            .as_ref()
+            .filter(|r| r.max_replay_body > portcullis_config::REPLAY_BUFFER)
+        {
+            out.push(format!(
+                "upstreams.{}.retry.max_replay_body = {} is above the {} bytes pingora keeps for a replay; larger bodies are not retried",
+                upstream.name,
+                retry.max_replay_body,
+                portcullis_config::REPLAY_BUFFER
+            ));
+        }
+    }
+    out
 }
 
 fn probe_bind(addr: SocketAddr) -> Result<(), String> {

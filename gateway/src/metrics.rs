@@ -4,8 +4,8 @@
 //! cannot mint new series.
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every family of the contract is registered from the start, so dashboards and alerts see
@@ -33,6 +33,15 @@ pub struct Metrics {
     pub https_redirects: IntCounter,
     pub config_reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    /// Revocations this replica holds, and requests refused for one.
+    pub revocations: IntGauge,
+    pub revoked_requests: IntCounter,
+    /// Bans in force on this replica (placed by the admin API or an auto-ban).
+    pub bans: IntGauge,
+    /// Syncs of revocations and bans with the shared store that failed, by operation.
+    pub shared_state_errors: IntCounterVec,
+    /// Admin API write requests by endpoint and status.
+    pub admin_writes: IntCounterVec,
 }
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
@@ -72,7 +81,34 @@ impl Metrics {
             &["upstream"],
         )?;
         registry.register(Box::new(breaker_state.clone()))?;
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         Ok(Metrics {
+            revocations: gauge(
+                "portcullis_revocations",
+                "Token revocations held by this replica.",
+            )?,
+            revoked_requests: counter(
+                "portcullis_revoked_requests_total",
+                "Requests refused because their token was revoked.",
+            )?,
+            bans: gauge(
+                "portcullis_bans",
+                "Client bans in force on this replica (admin and auto-bans).",
+            )?,
+            shared_state_errors: counter_vec(
+                "portcullis_shared_state_errors_total",
+                "Revocation and ban syncs with the shared store that failed, by operation (poll, load, write).",
+                &["operation"],
+            )?,
+            admin_writes: counter_vec(
+                "portcullis_admin_writes_total",
+                "Admin API write requests by endpoint (revocations, bans) and status.",
+                &["endpoint", "status"],
+            )?,
             requests: counter_vec(
                 "portcullis_requests_total",
                 "Requests answered, by route, method and status.",

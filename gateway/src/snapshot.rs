@@ -64,18 +64,20 @@ pub struct Snapshot {
     security_headers: SecurityHeaders,
     /// `[cors]`, when configured.
     pub cors: Option<CorsPolicy>,
-    /// Suspicious-request rules (None when `mode = "off"`) and the auto-ban table. A reload
-    /// builds a fresh table (bans are lifted).
+    /// Suspicious-request rules (None when `mode = "off"`) and the auto-ban table. The table
+    /// is kept across a reload that changes none of its settings (its counts and bans stay);
+    /// the bans every replica enforces live in `State::replicated`.
     pub detector: Option<Detector>,
-    pub bans: BanList,
+    pub bans: Arc<BanList>,
     /// `[jwt]`: the token verifier and its JWKS source. Kept across a reload that changes
     /// neither `[jwt]` nor the key file, so the verified-token cache survives it.
     pub auth: Option<Arc<Auth>>,
     /// Per route, in `config.routes` order (the router's index): its upstream pool, rate-limit
     /// policy and signed-URL verifier, resolved here once rather than by name per request.
     pub routes: Vec<Arc<RouteHandles>>,
-    /// `[rate_limit_store] kind = "redis"`: the buckets every replica shares. Kept across a
-    /// reload that does not change the store, so its connection survives.
+    /// `[rate_limit_store] kind = "redis"` or `"redis-cluster"`: the buckets, revocations and
+    /// bans every replica shares. Kept across a reload that does not change the store, so its
+    /// connections survive.
     pub shared_limits: Option<Arc<SharedStore>>,
 }
 
@@ -158,21 +160,27 @@ impl Snapshot {
         let cors = config.cors.as_ref().map(CorsPolicy::new);
         let detector = (config.suspicious.mode != SuspiciousMode::Off)
             .then(|| Detector::new(&config.suspicious));
-        let bans = BanList::new(&config.suspicious);
-        let shared_limits = match &config.rate_limit_store.kind {
-            StoreKind::Memory => None,
-            StoreKind::Redis(redis) => {
-                let same = previous.and_then(|p| {
-                    p.shared_limits
-                        .as_ref()
-                        .filter(|_| p.config.rate_limit_store == config.rate_limit_store)
-                });
-                Some(match same {
-                    Some(store) => Arc::clone(store),
-                    None => Arc::new(SharedStore::new(redis).map_err(|e| {
-                        BuildError::one(&located(&config, &["rate_limit_store.url"]), e)
-                    })?),
-                })
+        let bans = match previous.filter(|p| p.bans.same_settings(&config.suspicious)) {
+            Some(p) => Arc::clone(&p.bans),
+            None => Arc::new(BanList::new(&config.suspicious)),
+        };
+        let same_store = previous.and_then(|p| {
+            p.shared_limits
+                .as_ref()
+                .filter(|_| p.config.rate_limit_store == config.rate_limit_store)
+        });
+        let shared_limits = match (&config.rate_limit_store.kind, same_store) {
+            (StoreKind::Memory, _) => None,
+            (_, Some(store)) => Some(Arc::clone(store)),
+            (StoreKind::Redis(redis), None) => {
+                Some(Arc::new(SharedStore::new(redis).map_err(|e| {
+                    BuildError::one(&located(&config, &["rate_limit_store.url"]), e)
+                })?))
+            }
+            (StoreKind::RedisCluster(cluster), None) => {
+                Some(Arc::new(SharedStore::cluster(cluster).map_err(|e| {
+                    BuildError::one(&located(&config, &["rate_limit_store.nodes"]), e)
+                })?))
             }
         };
         Ok(Snapshot {

@@ -21,6 +21,9 @@ pub struct State {
     pub in_flight: AtomicUsize,
     /// Rate-limit buckets. Process-wide, so a reload keeps every client's budget.
     pub limiter: portcullis_ratelimit::RateLimiter,
+    /// Revocations and bans: process-wide, so a reload keeps them; synced with the shared
+    /// store when there is one.
+    pub replicated: crate::replication::Replicated,
 }
 
 impl State {
@@ -66,6 +69,7 @@ impl State {
             .and_then(|config| Snapshot::build(config, Some(&previous)).map_err(|e| e.to_string()));
         match built {
             Ok(next) => {
+                self.replicated.configure(&next.config);
                 self.snapshot.store(Arc::new(next));
                 self.start_background();
                 self.metrics

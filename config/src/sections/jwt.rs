@@ -75,6 +75,11 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
     let forward_credentials = s
         .get("forward_credentials")
         .map_or(Some(true), |f| f.bool(d));
+    let max_lifetime = s.get("max_token_lifetime").map(|f| f.positive_duration(d));
+    let max_revocations = s
+        .get("max_revocations")
+        .map_or(Some(10_000), |f| f.int(d, 1, 1_000_000))
+        .map(|n| n as usize);
     let span = s.span.clone();
     s.finish(d);
 
@@ -147,6 +152,8 @@ pub(crate) fn jwt(mut s: Section, base: &Path, d: &mut Diag) -> Option<Jwt> {
         forward_claims: forward?,
         sources: sources?,
         forward_credentials: forward_credentials?,
+        max_token_lifetime: max_lifetime.optional()?,
+        max_revocations: max_revocations?,
     })
 }
 

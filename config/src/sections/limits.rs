@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{RateLimitStore, RatePolicy, RedisStore, StoreKind, DEFAULT_IPV6_PREFIX};
+use crate::model::{
+    RateLimitStore, RatePolicy, RedisCluster, RedisStore, StoreKind, DEFAULT_IPV6_PREFIX,
+};
+use crate::reader::Field;
 use crate::reader::{Diag, Section};
 use crate::sections::upstreams::valid_name;
 
@@ -68,35 +71,56 @@ pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitS
     };
     let kind = s.get("kind").map_or(Some("memory".to_string()), |f| {
         let k = f.string(d)?;
-        if k != "memory" && k != "redis" {
-            f.error(d, format!("`{k}` is not one of \"memory\", \"redis\""));
+        if !["memory", "redis", "redis-cluster"].contains(&k.as_str()) {
+            f.error(
+                d,
+                format!("`{k}` is not one of \"memory\", \"redis\", \"redis-cluster\""),
+            );
             return None;
         }
         Some(k)
     });
     let url_field = s.get_located("url", d);
-    let url = url_field.as_ref().map(|f| {
-        let u = f.non_empty_string(d)?;
-        if !(u.starts_with("redis://")
-            || u.starts_with("rediss://")
-            || u.starts_with("redis+unix://"))
-        {
-            f.error(d, "must be a redis://, rediss:// or redis+unix:// URL");
+    let url = url_field.as_ref().map(|f| redis_url(f, d));
+    let nodes_field = s.get_located("nodes", d);
+    let nodes = nodes_field.as_ref().map(|f| {
+        let nodes = f.list(d, |f, d| {
+            let u = redis_url(f, d)?;
+            if !u.starts_with("redis://") {
+                f.error(d, "cluster nodes are redis:// URLs");
+                return None;
+            }
+            Some(u)
+        })?;
+        if nodes.is_empty() {
+            f.error(d, "must name at least one seed node");
             return None;
         }
-        Some(u)
+        Some(nodes)
     });
     let timeout = s
         .get_located("timeout", d)
         .map_or(Some(Duration::from_millis(50)), |f| f.positive_duration(d));
     let prefix = s
         .get_located("key_prefix", d)
-        .map_or(Some("portcullis".to_string()), |f| f.non_empty_string(d));
+        .map_or(Some("portcullis".to_string()), |f| {
+            let p = f.non_empty_string(d)?;
+            // Keys carry `{...}` hash tags (one cluster slot per atomic check).
+            if p.contains(['{', '}']) {
+                f.error(
+                    d,
+                    "must not contain `{` or `}` (keys carry their own hash tags)",
+                );
+                return None;
+            }
+            Some(p)
+        });
     let max_keys = s
         .get("max_keys")
         .map_or(Some(default_keys as i64), |f| f.int(d, 1_000, 100_000_000));
     let span = s.span.clone();
     s.finish(d);
+    let has_nodes = nodes.is_some();
     let kind = match kind?.as_str() {
         "redis" => match url {
             Some(url) => StoreKind::Redis(RedisStore {
@@ -113,6 +137,30 @@ pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitS
                 return None;
             }
         },
+        "redis-cluster" => {
+            if url.is_some() {
+                d.error(
+                    &span,
+                    "rate_limit_store.url",
+                    "kind = \"redis-cluster\" takes `nodes`, not `url`",
+                );
+            }
+            match nodes {
+                Some(nodes) => StoreKind::RedisCluster(RedisCluster {
+                    nodes: nodes?,
+                    timeout: timeout?,
+                    key_prefix: prefix?,
+                }),
+                None => {
+                    d.error(
+                        &span,
+                        "rate_limit_store.nodes",
+                        "kind = \"redis-cluster\" needs `nodes` (its seed nodes)",
+                    );
+                    return None;
+                }
+            }
+        }
         _ => {
             if url.is_some() {
                 d.error(
@@ -124,8 +172,25 @@ pub(crate) fn store(section: Option<Section>, d: &mut Diag) -> Option<RateLimitS
             StoreKind::Memory
         }
     };
+    if has_nodes && !matches!(kind, StoreKind::RedisCluster(_)) {
+        d.error(
+            &span,
+            "rate_limit_store.nodes",
+            "`nodes` is only used with kind = \"redis-cluster\"",
+        );
+    }
     Some(RateLimitStore {
         kind,
         max_keys: max_keys? as usize,
     })
+}
+
+fn redis_url(f: &Field, d: &mut Diag) -> Option<String> {
+    let u = f.non_empty_string(d)?;
+    if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://"))
+    {
+        f.error(d, "must be a redis://, rediss:// or redis+unix:// URL");
+        return None;
+    }
+    Some(u)
 }

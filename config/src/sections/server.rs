@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::model::{Admin, Server, TlsFiles, UnderscoreHeaders};
-use crate::reader::{Diag, Field, Section};
+use crate::reader::{Diag, Field, OptionalKey, Section};
 
 pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Option<Server> {
     let Some(mut s) = section else {
@@ -144,12 +144,37 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
 pub(crate) fn admin(section: Option<Section>, d: &mut Diag) -> Option<Admin> {
     let default: SocketAddr = ([127, 0, 0, 1], 9901).into();
     let Some(mut s) = section else {
-        return Some(Admin { listen: default });
+        return Some(Admin {
+            listen: default,
+            token: None,
+        });
     };
     let listen = s.get("listen").map_or(Some(default), |f| f.socket_addr(d));
+    let token = s.get("token").map(|f| {
+        let token = f.non_empty_string(d)?;
+        // A bearer credential that guards state changes: short ones are guessable.
+        if token.len() < MIN_ADMIN_TOKEN {
+            f.error(
+                d,
+                format!("must be at least {MIN_ADMIN_TOKEN} characters (use a random secret, e.g. `openssl rand -hex 32`)"),
+            );
+            return None;
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            f.error(d, "must be printable ASCII without spaces");
+            return None;
+        }
+        Some(token)
+    });
     s.finish(d);
-    Some(Admin { listen: listen? })
+    Some(Admin {
+        listen: listen?,
+        token: token.optional()?,
+    })
 }
+
+/// Shortest `[admin] token` accepted.
+const MIN_ADMIN_TOKEN: usize = 16;
 
 /// A path relative to the configuration file's directory, which must exist.
 pub(crate) fn file_path(field: &Field, base: &Path, d: &mut Diag) -> Option<PathBuf> {

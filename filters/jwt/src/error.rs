@@ -24,6 +24,9 @@ pub enum AuthError {
     /// A JWKS is configured but no key was ever loaded: no token can be judged (503, not 401).
     #[error("no verification key has been loaded yet")]
     NoKeys,
+    /// A valid token that a revocation withdrew (by `jti`, or its `sub` before `iat`).
+    #[error("the token has been revoked")]
+    Revoked,
 }
 
 impl AuthError {
@@ -37,6 +40,7 @@ impl AuthError {
             }
             AuthError::Expired => "expired",
             AuthError::InvalidClaims(_) => "invalid_claims",
+            AuthError::Revoked => "revoked",
         }
     }
 

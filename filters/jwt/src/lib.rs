@@ -6,6 +6,7 @@
 //! | [`cookie`] | finds the token cookie of a browser session, and takes it out of `Cookie` for the upstream |
 //! | [`keys`] | the verification keys: the configured secret or PEM file, and JWKS documents |
 //! | [`verify`] | [`Verifier`]: signature, claims, identity and the verified-token cache |
+//! | [`revocation`] | [`Revocations`]: tokens withdrawn by `jti`, subjects logged out by `sub` and `issued_before` |
 //!
 //! Everything here is synchronous and does no I/O apart from reading `public_key_file` once:
 //! the gateway fetches JWKS documents and hands them to [`Verifier::install_jwks`]. Every
@@ -19,6 +20,7 @@ mod cache;
 pub mod cookie;
 mod error;
 pub mod keys;
+pub mod revocation;
 pub mod source;
 pub mod token;
 pub mod verify;
@@ -26,6 +28,7 @@ pub mod verify;
 pub use cookie::{cookie_token, strip_cookie, without_cookie};
 pub use error::{AuthError, KeyError};
 pub use keys::Key;
+pub use revocation::{Revocation, RevocationError, RevocationSet, Revocations, Revoked};
 pub use source::{credential, Credential, SourceKind};
 pub use token::{bearer, MAX_TOKEN_BYTES};
 pub use verify::{Identity, JwksChange, Outcome, Verifier};

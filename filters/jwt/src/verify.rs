@@ -37,6 +37,10 @@ pub struct Identity {
     pub user: Option<Arc<str>>,
     /// `forward_claims` as upstream request headers.
     pub forward: Vec<(HeaderName, HeaderValue)>,
+    /// The claims a revocation can name: `jti`, `sub` and `iat`.
+    pub jti: Option<Arc<str>>,
+    pub subject: Option<Arc<str>>,
+    pub issued_at: Option<u64>,
 }
 
 /// The answer for one token, and whether a cache gave it.
@@ -70,6 +74,7 @@ pub struct Verifier {
     failed: TtlCache<AuthError>,
     ttl: Duration,
     failed_ttl: Duration,
+    max_lifetime_secs: Option<u64>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -110,6 +115,7 @@ impl Verifier {
             failed: TtlCache::new(jwt.negative_cache_capacity),
             ttl: jwt.cache_ttl,
             failed_ttl: jwt.negative_cache_ttl,
+            max_lifetime_secs: jwt.max_token_lifetime.map(|d| d.as_secs()),
         })
     }
 
@@ -264,10 +270,21 @@ impl Verifier {
         if time("nbf")?.is_some_and(|nbf| nbf > latest) {
             return Err(AuthError::InvalidClaims("the token is not valid yet"));
         }
-        if time("iat")?.is_some_and(|iat| iat > latest) {
+        let iat = time("iat")?;
+        if iat.is_some_and(|iat| iat > latest) {
             return Err(AuthError::InvalidClaims(
                 "the token was issued in the future",
             ));
+        }
+        // A revocation is kept for `max_token_lifetime`: a token allowed to live longer
+        // could outlive its revocation.
+        if let Some(max) = self.max_lifetime_secs {
+            let start = iat.unwrap_or(now).min(now.saturating_add(self.leeway_secs));
+            if exp > start.saturating_add(max).saturating_add(self.leeway_secs) {
+                return Err(AuthError::InvalidClaims(
+                    "the token lives longer than this gateway accepts",
+                ));
+            }
         }
         Ok(exp)
     }
@@ -300,7 +317,20 @@ impl Verifier {
                 Some((header.clone(), value))
             })
             .collect();
-        Identity { user, forward }
+        let text = |name: &str| match claims.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Some(Arc::from(s.as_str())),
+            Some(Value::Number(n)) => Some(Arc::from(n.to_string().as_str())),
+            _ => None,
+        };
+        Identity {
+            user,
+            forward,
+            jti: text("jti"),
+            subject: text("sub"),
+            issued_at: claims
+                .get("iat")
+                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64))),
+        }
     }
 }
 

@@ -155,6 +155,28 @@ impl BanList {
         true
     }
 
+    /// Forgets `ip`'s ban and count (the ban was lifted by an operator): its next blocked
+    /// requests count from zero.
+    pub fn forget(&self, ip: IpAddr) {
+        let ip = bucket(ip, self.ipv6_prefix);
+        if self.shard(&ip).remove(&ip).is_some() {
+            self.tracked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a table built from `cfg` would behave exactly like this one (a reload that
+    /// changes none of the ban settings keeps the table, and so its bans and counts).
+    pub fn same_settings(&self, cfg: &Suspicious) -> bool {
+        let size = cfg.ban_table_size.max(1);
+        let shards = (size / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
+        self.shards.len() == shards
+            && self.per_shard == size / shards
+            && self.threshold == cfg.ban_threshold
+            && self.window == cfg.ban_window
+            && self.duration == cfg.ban_duration
+            && self.ipv6_prefix == cfg.ipv6_prefix
+    }
+
     /// Evicts stale entries, then the least valuable ones, down to 7/8 of a shard. Returns
     /// how many were removed.
     fn make_room(&self, shard: &mut HashMap<IpAddr, Entry>, now: Instant) -> usize {

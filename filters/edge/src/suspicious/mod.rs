@@ -18,6 +18,7 @@ mod ban;
 mod needles;
 mod scanner;
 mod script;
+mod shared_bans;
 mod sql;
 mod target;
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 mod traversal;
 
 pub use ban::BanList;
+pub use shared_bans::{BanError, SharedBans};
 
 use http::header::USER_AGENT;
 use http::request::Parts;

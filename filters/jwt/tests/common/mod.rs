@@ -41,6 +41,8 @@ pub fn config(algorithms: &[JwtAlgorithm]) -> Jwt {
         forward_claims: vec![],
         sources: vec![TokenSource::Header],
         forward_credentials: true,
+        max_token_lifetime: None,
+        max_revocations: 10_000,
     }
 }
 

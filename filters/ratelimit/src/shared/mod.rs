@@ -7,8 +7,13 @@
 //! GCRA, in microseconds. Buckets expire once they are full again, so Redis holds only active
 //! clients.
 //!
-//! The connection is redis-rs's `ConnectionManager` (one multiplexed, pipelined connection,
-//! reconnecting on its own). Every check is bounded by the store's `timeout`. When Redis is
+//! `kind = "redis-cluster"` runs the same script on a Redis Cluster: the keys of one check
+//! share a hash tag (`{...}`), so the check stays one atomic script on one slot (see
+//! [`SharedStore::key`]). During a failover the slot's requests fail until a replica is
+//! promoted and the slot map refreshed; they fall back like any other failure.
+//!
+//! The connection ([`connection`]) is redis-rs's `ConnectionManager` for a single node or its
+//! `ClusterConnection` for a cluster. Every check is bounded by the store's `timeout`. When Redis is
 //! down or slow, [`SharedStore::check`] fails fast: after a failure it is not asked again until
 //! a backoff (250 ms doubling to 5 s) has passed, so an outage costs the request path nothing
 //! while the caller answers from its in-memory limiter.
@@ -17,9 +22,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use portcullis_config::{Rate, RatePolicy, RedisStore};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
+use portcullis_config::{Rate, RatePolicy, RedisCluster, RedisStore};
+
+use connection::{Link, Target};
 
 use crate::gcra::Check;
 use crate::{Decision, Scope};
@@ -75,9 +80,17 @@ pub enum SharedError {
     BadReply(usize),
 }
 
+mod connection;
+pub mod records;
+
+pub use records::{Poll, Put};
+
 pub struct SharedStore {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    /// The rate-limit checks' connection, opened by the first request.
+    limits: Link,
+    /// The revocation and ban records' own connection, opened by the replica's sync (off the
+    /// request path, so admin traffic never queues behind checks or the reverse).
+    records: Link,
     script: redis::Script,
     timeout: Duration,
     prefix: String,
@@ -92,24 +105,53 @@ struct Health {
 }
 
 impl SharedStore {
+    /// A single Redis node (`kind = "redis"`).
     pub fn new(cfg: &RedisStore) -> Result<Self, String> {
-        if cfg.url.starts_with("rediss") {
-            return Err("TLS to Redis (rediss://) is not built into this gateway; use redis:// on a private network or through a local TLS tunnel".into());
-        }
-        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| e.to_string())?;
-        Ok(SharedStore {
-            client,
-            connection: OnceCell::new(),
+        let target = Target::single(cfg)?;
+        Ok(Self::build(
+            target,
+            cfg.timeout,
+            &cfg.key_prefix,
+            redacted(&cfg.url),
+        ))
+    }
+
+    /// A Redis Cluster reached through its seed nodes (`kind = "redis-cluster"`).
+    pub fn cluster(cfg: &RedisCluster) -> Result<Self, String> {
+        let target = Target::cluster(cfg, cfg.timeout)?;
+        let seeds: Vec<String> = cfg.nodes.iter().map(|n| redacted(n)).collect();
+        Ok(Self::build(
+            target,
+            cfg.timeout,
+            &cfg.key_prefix,
+            format!("cluster {}", seeds.join(",")),
+        ))
+    }
+
+    fn build(target: Target, timeout: Duration, prefix: &str, url: String) -> Self {
+        SharedStore {
+            records: Link::new(target.clone(), records::TIMEOUT),
+            limits: Link::new(target, timeout),
             script: redis::Script::new(SCRIPT),
-            timeout: cfg.timeout,
-            prefix: cfg.key_prefix.clone(),
+            timeout,
+            prefix: prefix.to_string(),
             health: Mutex::new(Health {
                 failing: false,
                 retry_at: None,
                 backoff: FIRST_BACKOFF,
             }),
-            url: redacted(&cfg.url),
-        })
+            url,
+        }
+    }
+
+    /// The store as logs name it (without a password).
+    pub fn name(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the last rate-limit check reached the store.
+    pub fn healthy(&self) -> bool {
+        !self.lock().failing
     }
 
     /// Checks `policy` for this client in Redis. On `Err` nothing was decided: answer from
@@ -164,11 +206,11 @@ impl SharedStore {
         if let Some(rate) = &policy.per_ip {
             rates.push((Scope::Ip, rate));
             let ip = portcullis_routing::client_ip::bucket(ip, policy.ipv6_prefix);
-            invocation.key(self.key(policy, rate, "ip", &ip.to_string()));
+            invocation.key(self.key(policy, rate, Scope::Ip, &ip.to_string()));
         }
         if let (Some(rate), Some(user)) = (&policy.per_user, user) {
             rates.push((Scope::User, rate));
-            invocation.key(self.key(policy, rate, "user", user));
+            invocation.key(self.key(policy, rate, Scope::User, user));
         }
         if rates.is_empty() {
             return Ok(Decision::new(&policy.name, &[], &[]));
@@ -179,17 +221,7 @@ impl SharedStore {
                 .arg(interval)
                 .arg(interval.saturating_mul(u64::from(rate.count)));
         }
-        let mut connection = self
-            .connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.client.clone(), config).await
-            })
-            .await?
-            .clone();
+        let mut connection = self.limits.get().await?;
         let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
         if reply.len() != 1 + 4 * rates.len() {
             return Err(SharedError::BadReply(reply.len()));
@@ -208,16 +240,25 @@ impl SharedStore {
         Ok(Decision::new(&policy.name, &rates, &checks))
     }
 
-    /// `{prefix}:{policy}:{scope}:{count}/{period_ms}:{who}`: a policy whose rate changes gets
-    /// fresh buckets instead of inheriting debts measured in another unit.
-    fn key(&self, policy: &RatePolicy, rate: &Rate, scope: &str, who: &str) -> String {
-        format!(
-            "{}:{}:{scope}:{}/{}:{who}",
-            self.prefix,
-            policy.name,
-            rate.count,
-            rate.period.as_millis()
-        )
+    /// A bucket's key: prefix, policy, scope, rate (`{count}/{period_ms}`, so a policy whose
+    /// rate changes gets fresh buckets instead of inheriting debts measured in another unit)
+    /// and client, with a Redis Cluster hash tag (`{...}`) chosen so that the keys one check
+    /// touches share a slot:
+    ///
+    /// - a policy with both `per_ip` and `per_user` checks two keys at once, and a user's
+    ///   bucket must be the same key whatever address it comes from, so all of the policy's
+    ///   buckets share one tag, `{prefix:policy}` (one slot per such policy);
+    /// - a policy with one scope checks one key, tagged whole, so its buckets spread over the
+    ///   cluster.
+    fn key(&self, policy: &RatePolicy, rate: &Rate, scope: Scope, who: &str) -> String {
+        let (prefix, name, scope) = (&self.prefix, &policy.name, scope.as_str());
+        let (count, period) = (rate.count, rate.period.as_millis());
+        if policy.per_ip.is_some() && policy.per_user.is_some() {
+            format!("{{{prefix}:{name}}}:{scope}:{count}/{period}:{who}")
+        } else {
+            // `who` is last and may hold `}`: the tag then ends early, still one fixed key.
+            format!("{{{prefix}:{name}:{scope}:{count}/{period}:{who}}}")
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -244,6 +285,43 @@ fn redacted(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn policy(per_ip: bool, per_user: bool) -> RatePolicy {
+        let rate = portcullis_config::parse_rate("10/min").unwrap();
+        RatePolicy {
+            name: "default".into(),
+            per_ip: per_ip.then_some(rate),
+            per_user: per_user.then_some(rate),
+            ipv6_prefix: 64,
+        }
+    }
+
+    /// The slot-relevant part of a key (Redis Cluster specification, "hash tags").
+    fn tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + 1 + key[open + 1..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn the_keys_of_one_check_share_a_hash_tag() {
+        let store = SharedStore::new(&RedisStore {
+            url: "redis://127.0.0.1:1".into(),
+            timeout: Duration::from_millis(50),
+            key_prefix: "p".into(),
+        })
+        .unwrap();
+        let both = policy(true, true);
+        let rate = both.per_ip.unwrap();
+        let ip = store.key(&both, &rate, Scope::Ip, "10.0.0.1");
+        let user = store.key(&both, &rate, Scope::User, "alice");
+        assert_eq!(tag(&ip), tag(&user));
+        assert_eq!(ip, "{p:default}:ip:10/60000:10.0.0.1");
+        let one = policy(true, false);
+        let a = store.key(&one, &rate, Scope::Ip, "10.0.0.1");
+        let b = store.key(&one, &rate, Scope::Ip, "10.0.0.2");
+        assert_ne!(tag(&a), tag(&b), "single-scope buckets spread over slots");
+    }
 
     #[test]
     fn passwords_never_reach_the_log() {

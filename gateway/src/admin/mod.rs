@@ -4,19 +4,24 @@
 //! SIGHUP handler, so a reload never competes with proxy workers.
 //!
 //! Requests are tiny and the listener is never public (contract): each connection gets one
-//! answer, a 5 s deadline and an 8 KiB cap on the request head.
+//! answer, a 5 s deadline and an 8 KiB cap on the request head (`wire.rs`). The admin API
+//! (`api.rs`: revocations and bans) changes state, so its writes need the `[admin] token`.
+//! The same runtime runs the sync of revocations and bans with the shared store
+//! (`replication.rs`).
+
+mod api;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::state::State;
+use wire::Answer;
 
-const MAX_HEAD: usize = 8 * 1024;
 /// The Prometheus text exposition format, version 0.0.4.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -38,6 +43,7 @@ pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Res
                     }
                 };
                 tokio::spawn(reload_on_sighup(state.clone()));
+                tokio::spawn(crate::replication::run(state.clone()));
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
@@ -72,55 +78,38 @@ async fn reload_on_sighup(state: Arc<State>) {
 }
 
 async fn serve(mut stream: TcpStream, state: Arc<State>) {
-    let mut head = Vec::with_capacity(512);
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
+    let request = match wire::read(&mut stream).await {
+        Ok(request) => request,
+        Err(wire::ReadError::Gone) => return,
+        Err(wire::ReadError::Refuse(answer)) => {
+            wire::write(&mut stream, &answer, false).await;
+            return;
         }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return;
-    }
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let method = parts.next().unwrap_or_default();
-    let target = parts.next().unwrap_or_default();
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    let (status, content_type, body): (&str, &str, Vec<u8>) = match (method, path) {
-        (b"GET" | b"HEAD", b"/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
-        (b"GET" | b"HEAD", b"/readyz") if state.draining.load(Ordering::Acquire) => (
-            "503 Service Unavailable",
-            "text/plain",
-            b"draining\n".to_vec(),
-        ),
-        (b"GET" | b"HEAD", b"/readyz") => ("200 OK", "text/plain", b"ready\n".to_vec()),
-        (b"GET" | b"HEAD", b"/metrics") => ("200 OK", PROMETHEUS_TEXT, state.metrics.render()),
-        (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            b"method not allowed\n".to_vec(),
-        ),
     };
-    let head_only = method == b"HEAD";
-    // Like every answer the process gives, with a request id to quote.
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
-        body.len(),
-        portcullis_routing::request_id::generate(),
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    if !head_only {
-        let _ = stream.write_all(&body).await;
+    let head_only = request.method == "HEAD";
+    let answer = route(&request, &state).await;
+    wire::write(&mut stream, &answer, head_only).await;
+}
+
+async fn route(request: &wire::Request, state: &State) -> Answer {
+    let method = request.method.as_str();
+    let path = request.path.as_str();
+    let read = matches!(method, "GET" | "HEAD");
+    match path {
+        "/healthz" if read => Answer::text(200, "ok\n"),
+        "/readyz" if read && state.draining.load(Ordering::Acquire) => {
+            Answer::text(503, "draining\n")
+        }
+        "/readyz" if read => Answer::text(200, "ready\n"),
+        "/metrics" if read => Answer {
+            content_type: PROMETHEUS_TEXT,
+            ..Answer::text(200, "")
+        }
+        .with_body(state.metrics.render()),
+        _ if api::handles(path) => api::answer(request, state).await,
+        _ if read => Answer::text(404, "not found\n"),
+        _ => Answer::text(405, "method not allowed\n"),
     }
-    let _ = stream.shutdown().await;
 }
 
 /// Binds the admin listener with SO_REUSEPORT: during a zero-downtime upgrade the new process

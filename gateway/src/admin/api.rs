@@ -1,0 +1,428 @@
+//! The admin API: revocations and bans (CONTRACT.md, "Shared state and the admin API").
+//!
+//! | endpoint | answer |
+//! |---|---|
+//! | `POST /revocations` `{"jti"}` or `{"sub", "issued_before"}`, optional `"expires"` | 201 `{"id", ...}` |
+//! | `GET /revocations` | 200 `{"revocations": [...]}` |
+//! | `DELETE /revocations/{id}` | 204 |
+//! | `POST /bans` `{"client", "for"}` | 201 `{"client", "expires"}` |
+//! | `GET /bans` | 200 `{"bans": [{"client", "expires"}]}` |
+//! | `DELETE /bans/{client}` (URL-encoded) | 204 |
+//!
+//! Writes need `Authorization: Bearer <[admin] token>` (401 without or with another, 403 when
+//! no token is configured); the token is compared in constant time. With a shared store a
+//! write goes to the store first and answers 503 when it cannot be made there (the replicas'
+//! copies stay as they were); a full table answers 507. Reads answer from this replica's copy.
+
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use portcullis_jwt::{Revocation, RevocationError, Revoked};
+use portcullis_ratelimit::shared::Put;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::wire::{Answer, Request};
+use crate::replication::{unix_secs, Replicated};
+use crate::state::State;
+
+/// How long a revocation is kept by default when `[jwt] max_token_lifetime` is not set.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// How far in the future `issued_before` may lie (clock skew between the operator and us).
+const ISSUED_BEFORE_SLACK: u64 = 60;
+
+pub fn handles(path: &str) -> bool {
+    ["/revocations", "/bans"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+}
+
+pub async fn answer(request: &Request, state: &State) -> Answer {
+    let (collection, item) = split(&request.path);
+    let method = request.method.as_str();
+    let write = !matches!(method, "GET" | "HEAD");
+    if write {
+        if let Some(refusal) = refuse_credential(request, state) {
+            count(state, collection, refusal.status);
+            return refusal;
+        }
+    }
+    let answer = match (method, collection, item) {
+        ("GET" | "HEAD", "revocations", None) => list_revocations(state),
+        ("POST", "revocations", None) => add_revocation(request, state).await,
+        ("DELETE", "revocations", Some(id)) => delete_revocation(&id, state).await,
+        ("GET" | "HEAD", "bans", None) => list_bans(state),
+        ("POST", "bans", None) => add_ban(request, state).await,
+        ("DELETE", "bans", Some(client)) => delete_ban(&client, state).await,
+        (_, _, Some(_)) if !write => Answer::error(404, "not_found", "no such resource"),
+        _ => Answer::error(405, "method_not_allowed", "method not allowed here"),
+    };
+    if write {
+        count(state, collection, answer.status);
+    }
+    answer
+}
+
+fn count(state: &State, collection: &str, status: u16) {
+    let endpoint = if collection == "bans" {
+        "bans"
+    } else {
+        "revocations"
+    };
+    state
+        .metrics
+        .admin_writes
+        .with_label_values(&[endpoint, &status.to_string()])
+        .inc();
+}
+
+/// `/revocations/x%2Fy` -> (`revocations`, Some("x/y")).
+fn split(path: &str) -> (&str, Option<String>) {
+    let rest = path.trim_start_matches('/');
+    match rest.split_once('/') {
+        Some((collection, item)) => (
+            collection,
+            Some(percent_decode_str(item).decode_utf8_lossy().into_owned()),
+        ),
+        None => (rest, None),
+    }
+}
+
+/// 403 without a configured token, 401 without the right bearer credential.
+fn refuse_credential(request: &Request, state: &State) -> Option<Answer> {
+    let snapshot = state.current();
+    let Some(token) = &snapshot.config.admin.token else {
+        return Some(Answer::error(
+            403,
+            "forbidden",
+            "admin writes are disabled: no [admin] token is configured",
+        ));
+    };
+    let presented = request
+        .authorization
+        .as_deref()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| {
+            let (scheme, credential) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credential.trim())
+        });
+    if presented.is_some_and(|p| same_secret(p.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    Some(Answer {
+        challenge: Some("Bearer realm=\"portcullis-admin\""),
+        ..Answer::error(
+            401,
+            "unauthorized",
+            "admin writes need Authorization: Bearer <admin token>",
+        )
+    })
+}
+
+/// Constant-time comparison of two secrets: both are hashed first, so neither the position
+/// of the first difference nor the token's length shows in the timing.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    openssl::memcmp::eq(&openssl::sha::sha256(a), &openssl::sha::sha256(b))
+}
+
+fn bad_request(message: impl Into<String>) -> Answer {
+    Answer::error(400, "bad_request", message)
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> Answer {
+    Answer::error(
+        503,
+        "store_unavailable",
+        format!("the shared store cannot be written now ({e}); nothing was changed"),
+    )
+}
+
+fn full(message: String) -> Answer {
+    Answer::error(507, "insufficient_storage", message)
+}
+
+// === revocations ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationRequest {
+    jti: Option<String>,
+    sub: Option<String>,
+    issued_before: Option<u64>,
+    expires: Option<u64>,
+}
+
+fn revocation_json(r: &Revocation) -> serde_json::Value {
+    serde_json::to_value(r).unwrap_or_default()
+}
+
+fn list_revocations(state: &State) -> Answer {
+    let set = state.replicated.revocations.snapshot();
+    let list: Vec<serde_json::Value> = set.iter().map(revocation_json).collect();
+    Answer::json(200, &json!({ "revocations": list }))
+}
+
+/// The revocation a request asks for, with its expiry, or the 400 that refuses it.
+fn requested_revocation(body: &[u8], state: &State) -> Result<Revocation, Answer> {
+    let req: RevocationRequest = serde_json::from_slice(body).map_err(|e| {
+        bad_request(format!(
+            "expected {{\"jti\": ...}} or {{\"sub\": ..., \"issued_before\": <unix seconds>}}: {e}"
+        ))
+    })?;
+    let now = unix_secs();
+    let snapshot = state.current();
+    let lifetime = snapshot.config.jwt.as_ref().map_or(DEFAULT_LIFETIME, |j| {
+        j.max_token_lifetime.unwrap_or(DEFAULT_LIFETIME) + j.leeway
+    });
+    let (target, start) = match (req.jti, req.sub, req.issued_before) {
+        (Some(jti), None, None) => (Revoked::Token { jti }, now),
+        (None, Some(sub), Some(issued_before)) => {
+            if issued_before > now + ISSUED_BEFORE_SLACK {
+                return Err(bad_request(
+                    "issued_before is in the future: it would refuse tokens not yet issued",
+                ));
+            }
+            (
+                Revoked::Subject { sub, issued_before },
+                now.max(issued_before),
+            )
+        }
+        (None, Some(_), None) => {
+            return Err(bad_request("`sub` needs `issued_before` (unix seconds)"))
+        }
+        _ => {
+            return Err(bad_request(
+                "give either `jti`, or `sub` with `issued_before`",
+            ))
+        }
+    };
+    let expires = match req.expires {
+        Some(at) if at <= now => return Err(bad_request("expires is in the past")),
+        Some(at) => at,
+        None => start.saturating_add(lifetime.as_secs()),
+    };
+    Revocation::new(target, expires).map_err(|e| bad_request(e.to_string()))
+}
+
+async fn add_revocation(request: &Request, state: &State) -> Answer {
+    let revocation = match requested_revocation(&request.body, state) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let local = &state.replicated.revocations;
+    // Re-revoking the same thing never shortens it (merged like the local set merges).
+    let revocation = match local.snapshot().get(&revocation.id) {
+        Some(old) => merged(revocation, old),
+        None => revocation,
+    };
+    let snapshot = state.current();
+    if let Some(store) = &snapshot.shared_limits {
+        let Ok(body) = serde_json::to_string(&revocation) else {
+            return Answer::error(500, "internal", "cannot encode the revocation");
+        };
+        match store
+            .put_revocation(&revocation.id, &body, revocation.expires, local.capacity())
+            .await
+        {
+            Ok(Put::Stored { .. }) => {}
+            Ok(Put::Full) => {
+                return full(RevocationError::Full(local.capacity()).to_string());
+            }
+            Err(e) => return store_unavailable(e),
+        }
+    }
+    match local.insert(revocation) {
+        Ok(stored) => {
+            log::info!("revocation {} added through the admin API", stored.id);
+            state.metrics.revocations.set(gauge(local.len()));
+            Answer::json(201, &revocation_json(&stored))
+        }
+        // With a shared store, the store took it: this replica's copy gets it on the next
+        // load even when its own bound is lower.
+        Err(e) if snapshot.shared_limits.is_some() => {
+            log::warn!("revocation stored in the shared store but not held here: {e}");
+            Answer::json(201, &json!({}))
+        }
+        Err(e) => full(e.to_string()),
+    }
+}
+
+fn merged(new: Revocation, old: &Revocation) -> Revocation {
+    let target = match (&new.target, &old.target) {
+        (
+            Revoked::Subject { sub, issued_before },
+            Revoked::Subject {
+                issued_before: before,
+                ..
+            },
+        ) => Revoked::Subject {
+            sub: sub.clone(),
+            issued_before: (*issued_before).max(*before),
+        },
+        (target, _) => target.clone(),
+    };
+    Revocation {
+        id: new.id,
+        target,
+        expires: new.expires.max(old.expires),
+    }
+}
+
+async fn delete_revocation(id: &str, state: &State) -> Answer {
+    let local = &state.replicated.revocations;
+    let snapshot = state.current();
+    let mut found = false;
+    if let Some(store) = &snapshot.shared_limits {
+        match store.delete_revocation(id).await {
+            Ok(removed) => found = removed,
+            Err(e) => return store_unavailable(e),
+        }
+    }
+    found |= local.remove(id);
+    state.metrics.revocations.set(gauge(local.len()));
+    if found {
+        log::info!("revocation {id} deleted through the admin API");
+        Answer::empty(204)
+    } else {
+        Answer::error(404, "not_found", "no revocation has this id")
+    }
+}
+
+// === bans ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanRequest {
+    client: String,
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+fn ban_json(bans: &Replicated, client: std::net::IpAddr, until_ms: u64) -> serde_json::Value {
+    json!({"client": bans.bans.display(client), "expires": until_ms.div_ceil(1000)})
+}
+
+fn list_bans(state: &State) -> Answer {
+    let shared = &state.replicated;
+    let now = shared.now_ms();
+    let list: Vec<serde_json::Value> = shared
+        .bans
+        .list()
+        .into_iter()
+        .filter(|(_, until)| *until > now)
+        .map(|(client, until)| ban_json(shared, client, until))
+        .collect();
+    Answer::json(200, &json!({ "bans": list }))
+}
+
+async fn add_ban(request: &Request, state: &State) -> Answer {
+    let req: BanRequest = match serde_json::from_slice(&request.body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad_request(format!(
+                "expected {{\"client\": \"<ip or prefix>\", \"for\": \"10m\"}}: {e}"
+            ))
+        }
+    };
+    let shared = &state.replicated;
+    let client = match shared.bans.parse_client(&req.client) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    let snapshot = state.current();
+    let duration = match req.duration.as_deref() {
+        None => snapshot.config.suspicious.ban_duration,
+        Some(text) => match portcullis_config::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            _ => return bad_request("`for` is a duration such as \"10m\" or \"1h\""),
+        },
+    };
+    let now = shared.now_ms();
+    let mut until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+    if let Some(store) = &snapshot.shared_limits {
+        match store
+            .put_ban(&client.to_string(), duration, shared.bans.capacity())
+            .await
+        {
+            Ok(Put::Stored { until_ms }) => until = until_ms,
+            Ok(Put::Full) => {
+                return full(portcullis_edge::BanError::Full(shared.bans.capacity()).to_string())
+            }
+            Err(e) => return store_unavailable(e),
+        }
+    }
+    match shared.bans.insert(client, until, now) {
+        Ok(until) => {
+            log::info!(
+                "{} banned through the admin API for {duration:?}",
+                shared.bans.display(client)
+            );
+            state.metrics.bans.set(gauge(shared.bans.len()));
+            Answer::json(201, &ban_json(shared, client, until))
+        }
+        Err(_) if snapshot.shared_limits.is_some() => {
+            Answer::json(201, &ban_json(shared, client, until))
+        }
+        Err(e) => full(e.to_string()),
+    }
+}
+
+async fn delete_ban(client: &str, state: &State) -> Answer {
+    let shared = &state.replicated;
+    let client = match shared.bans.parse_client(client) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    let snapshot = state.current();
+    let mut found = false;
+    if let Some(store) = &snapshot.shared_limits {
+        match store.delete_ban(&client.to_string()).await {
+            Ok(removed) => found = removed,
+            Err(e) => return store_unavailable(e),
+        }
+    }
+    found |= shared.bans.remove(client);
+    // The auto-ban table's own ban and count go too, so the client starts afresh.
+    snapshot.bans.forget(client);
+    state.metrics.bans.set(gauge(shared.bans.len()));
+    if found {
+        log::info!(
+            "the ban of {} lifted through the admin API",
+            shared.bans.display(client)
+        );
+        Answer::empty(204)
+    } else {
+        Answer::error(404, "not_found", "this client is not banned")
+    }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_collection_and_decoded_item() {
+        assert_eq!(split("/revocations"), ("revocations", None));
+        assert_eq!(
+            split("/bans/2001%3Adb8%3A%3A%2F64"),
+            ("bans", Some("2001:db8::/64".into()))
+        );
+        assert!(handles("/bans"));
+        assert!(handles("/bans/1.2.3.4"));
+        assert!(!handles("/bansx"));
+    }
+
+    #[test]
+    fn secrets_compare_by_content_only() {
+        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcdeg"));
+        assert!(!same_secret(b"short", b"0123456789abcdef"));
+    }
+}
