@@ -1,7 +1,8 @@
 # Shared by scripts/bench and scripts/bench-cost (sourced, not run): builds the binaries with
 # cargo profile $PROFILE (default dist, the production build), makes a work directory removed
 # on exit, picks free ports, writes the backend and nginx configs and the two Portcullis
-# configs (forwarding only; the full pipeline), and mints the full pipeline's HS256 token.
+# configs (forwarding only; the full pipeline) and the peers' (scripts/peers/), and mints the
+# HS256 token of the full pipeline and of the peers' same job.
 PROFILE=${PROFILE:-dist}
 
 cargo build --profile "$PROFILE" --bin portcullis --example bare_pingora >/dev/null
@@ -14,6 +15,8 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BACKEND=$(port); NGINX=$(port); BARE_PORT=$(port); PC_FWD=$(port); PC_FULL=$(port); ADMIN1=$(port); ADMIN2=$(port)
+HAP_PLAIN=$(port); HAP_JOB=$(port); PC_JOB=$(port); PC_JOB_NC=$(port); ADMIN3=$(port); ADMIN4=$(port)
+BENCH_SECRET=bench-secret-bench-secret-bench-secret-0123
 
 # The backend: nginx answering a fixed 200 with a small JSON body (fast enough that it is never
 # the bottleneck), on core 1.
@@ -59,6 +62,8 @@ cat >> "$WORK/full.toml" <<CONF
 algorithms = ["HS256"]
 secret = "bench-secret-bench-secret-bench-secret-0123"
 forward_claims = { sub = "x-user-id" }
+# The header is tried first, as configured in production; the cookie row sends only a cookie.
+sources = ["header", "cookie:session"]
 [rate_limits.default]
 per_ip = "100000000/min"
 per_user = "100000000/min"
@@ -84,6 +89,33 @@ upstream = "app"
 auth = "required"
 rate_limit = "off"
 CONF
+# The job the peers do too: a bearer token verified (from the verified-token cache; with
+# cache_capacity = 0, an HMAC per request as the peers do), a per-IP limit not reached, the
+# security headers; no CORS, no suspicious-request rules.
+job_cfg() { # port admin cache_capacity
+  common_cfg "$1" "$2"
+  cat <<CONF
+[jwt]
+algorithms = ["HS256"]
+secret = "$BENCH_SECRET"
+forward_claims = { sub = "x-user-id" }
+cache_capacity = $3
+[rate_limits.default]
+per_ip = "100000000/min"
+[suspicious]
+mode = "off"
+[[routes]]
+name = "music"
+path_prefix = "/api/music"
+upstream = "app"
+auth = "required"
+CONF
+}
+job_cfg "$PC_JOB" "$ADMIN3" 10000 > "$WORK/job.toml"
+job_cfg "$PC_JOB_NC" "$ADMIN4" 0 > "$WORK/job-nocache.toml"
+# The peers (scripts/peers/): HAProxy as a plain proxy and doing the same job.
+sed -e "s/@PORT@/$HAP_PLAIN/; s/@BACKEND@/$BACKEND/" scripts/peers/haproxy-plain.cfg > "$WORK/haproxy-plain.cfg"
+sed -e "s/@PORT@/$HAP_JOB/; s/@BACKEND@/$BACKEND/; s/@SECRET@/$BENCH_SECRET/" scripts/peers/haproxy-job.cfg > "$WORK/haproxy-job.cfg"
 TOKEN=$(python3 - <<'PY'
 import base64, hashlib, hmac, json, time
 b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()

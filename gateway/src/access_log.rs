@@ -69,19 +69,23 @@ impl AccessLog {
         Ok(AccessLog { shared })
     }
 
-    /// Queues one line; returns false when it had to be dropped.
+    /// Queues one line; returns false when it had to be dropped. The line is serialised
+    /// straight into the shared buffer (no line of its own to allocate and copy); one that
+    /// fails or overflows the bound is cut off again.
     pub fn write<T: Serialize>(&self, record: &T) -> bool {
-        let Ok(mut line) = serde_json::to_vec(record) else {
-            return false;
-        };
-        line.push(b'\n');
         let Ok(mut pending) = self.shared.0.lock() else {
             return false;
         };
-        if pending.buf.len() + line.len() > MAX_PENDING {
+        let start = pending.buf.len();
+        if start >= MAX_PENDING {
             return false;
         }
-        pending.buf.extend_from_slice(&line);
+        let written = serde_json::to_writer(&mut pending.buf, record).is_ok();
+        if !written || pending.buf.len() >= MAX_PENDING {
+            pending.buf.truncate(start);
+            return false;
+        }
+        pending.buf.push(b'\n');
         true
     }
 

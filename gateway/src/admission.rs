@@ -318,7 +318,7 @@ fn signed_url(state: &State, session: &Session, ctx: &mut RequestCtx) -> Result<
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let count = |result: &str| {
+    let count = |result: &'static str| {
         state
             .metrics
             .auth_credentials

@@ -114,12 +114,8 @@ impl Auth {
         metrics: &Metrics,
         revocations: &Revocations,
     ) -> Result<Option<(Arc<Identity>, SourceKind)>, Rejection> {
-        let count = |source: &str, result: &str| {
-            metrics.jwt_validations.with_label_values(&[result]).inc();
-            metrics
-                .auth_credentials
-                .with_label_values(&[source, result])
-                .inc();
+        let count = |source: &'static str, result: &'static str| {
+            metrics.count_credential(source, result);
         };
         let found = match credential(headers, sources) {
             Ok(found) => found,

@@ -8,10 +8,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-/// Every family of the contract is registered from the start, so dashboards and alerts see
-/// them; the JWT, breaker and suspicious-request families stay at zero until those policies
-/// land (their sections are refused at load until then).
-#[allow(dead_code)]
+/// Every family is registered from the start, so dashboards and alerts see them before the
+/// first request that would count in them.
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -26,6 +24,8 @@ pub struct Metrics {
     /// result (the `jwt_validations` results, and for signed URLs `valid`, `expired`,
     /// `too_far`, `bad_signature`, `malformed`).
     pub auth_credentials: IntCounterVec,
+    validation_series: CounterCache<&'static str>,
+    credential_series: CounterCache<(&'static str, &'static str)>,
     pub jwks_refreshes: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub rate_limit_store_errors: IntCounter,
@@ -176,6 +176,8 @@ impl Metrics {
                 "portcullis_access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind.",
             )?,
+            validation_series: CounterCache::default(),
+            credential_series: CounterCache::default(),
             registry,
         })
     }
@@ -187,6 +189,78 @@ impl Metrics {
             log::error!("encoding metrics failed: {e}");
         }
         out
+    }
+}
+
+/// Children of a counter family for the label values met so far, found by a short scan
+/// instead of `with_label_values` (which hashes every label value and takes the family's lock
+/// on each call: about a thousand instructions, several times per request). Bounded: past
+/// [`MAX_CACHED`] combinations the family is asked directly and nothing more is kept.
+pub struct CounterCache<K> {
+    entries: std::sync::RwLock<Vec<(K, IntCounter)>>,
+}
+
+/// Most label combinations one cache keeps.
+pub const MAX_CACHED: usize = 64;
+
+impl<K: PartialEq + Copy> Default for CounterCache<K> {
+    fn default() -> Self {
+        CounterCache {
+            entries: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl<K: PartialEq + Copy> CounterCache<K> {
+    /// Increments the child for `key`, made by `child` the first time.
+    pub fn inc(&self, key: K, child: impl FnOnce() -> IntCounter) {
+        if let Ok(entries) = self.entries.read() {
+            if let Some((_, counter)) = entries.iter().find(|(k, _)| *k == key) {
+                counter.inc();
+                return;
+            }
+        }
+        let counter = child();
+        counter.inc();
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() < MAX_CACHED && !entries.iter().any(|(k, _)| *k == key) {
+                entries.push((key, counter));
+            }
+        }
+    }
+}
+
+/// A route's metric children, resolved on first use and kept with the route's handles.
+#[derive(Default)]
+pub struct RouteSeries {
+    duration: std::sync::OnceLock<prometheus::Histogram>,
+    requests: CounterCache<(&'static str, u16)>,
+}
+
+impl RouteSeries {
+    pub fn observe_duration(&self, metrics: &Metrics, route: &str, seconds: f64) {
+        self.duration
+            .get_or_init(|| metrics.request_duration.with_label_values(&[route]))
+            .observe(seconds);
+    }
+
+    pub fn count_request(&self, metrics: &Metrics, route: &str, method: &'static str, status: u16) {
+        self.requests.inc((method, status), || {
+            metrics
+                .requests
+                .with_label_values(&[route, method, status.to_string().as_str()])
+        });
+    }
+}
+
+impl Metrics {
+    /// A token check's result, in `jwt_validations_total` and `auth_credentials_total`.
+    pub fn count_credential(&self, source: &'static str, result: &'static str) {
+        self.validation_series
+            .inc(result, || self.jwt_validations.with_label_values(&[result]));
+        self.credential_series.inc((source, result), || {
+            self.auth_credentials.with_label_values(&[source, result])
+        });
     }
 }
 

@@ -9,7 +9,7 @@ use pingora::proxy::{FailToProxy, Session};
 use crate::access_log::{timestamp, Entry};
 use crate::ctx::RequestCtx;
 use crate::error::Rejection;
-use crate::metrics::method_label;
+use crate::metrics::{method_label, RouteSeries};
 use crate::respond;
 use crate::state::State;
 
@@ -99,14 +99,18 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         status
     };
     let elapsed = ctx.started.elapsed();
-    let route = ctx.route_name().to_string();
+    let route = ctx.route_name();
     let req = session.req_header();
     let method = method_label(&req.method);
-    state
-        .metrics
-        .request_duration
-        .with_label_values(&[route.as_str()])
-        .observe(elapsed.as_secs_f64());
+    let series = ctx.target.handles.as_ref().map(|h| &h.series);
+    match series {
+        Some(series) => series.observe_duration(&state.metrics, route, elapsed.as_secs_f64()),
+        None => state
+            .metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64()),
+    }
     let peer = ctx.upstream.peer();
     let path = if ctx.target.path.is_empty() {
         req.uri.path()
@@ -129,18 +133,27 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
         bytes_sent: session.body_bytes_sent().max(ctx.answer.bytes_sent),
     };
-    record(state, &route, method, &entry);
+    record(state, route, series, method, &entry);
 }
 
 /// Counts a finished request in `requests_total` and writes its access-log line (counting it
 /// as dropped if the log is full). Every answer ends here: proxied, generated in a phase, or
 /// refused by the intake before any phase ran.
-pub fn record(state: &State, route: &str, method: &'static str, entry: &Entry) {
-    state
-        .metrics
-        .requests
-        .with_label_values(&[route, method, itoa(entry.status).as_str()])
-        .inc();
+pub fn record(
+    state: &State,
+    route: &str,
+    series: Option<&RouteSeries>,
+    method: &'static str,
+    entry: &Entry,
+) {
+    match series {
+        Some(series) => series.count_request(&state.metrics, route, method, entry.status),
+        None => state
+            .metrics
+            .requests
+            .with_label_values(&[route, method, entry.status.to_string().as_str()])
+            .inc(),
+    }
     if !state.log.write(entry) {
         state.metrics.access_log_dropped.inc();
     }
@@ -149,8 +162,4 @@ pub fn record(state: &State, route: &str, method: &'static str, entry: &Entry) {
 /// The access log's `duration_ms`: milliseconds with microsecond precision.
 pub fn duration_ms(elapsed: std::time::Duration) -> f64 {
     (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
-
-fn itoa(n: u16) -> String {
-    n.to_string()
 }

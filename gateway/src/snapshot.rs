@@ -13,7 +13,8 @@ use portcullis_routing::{ClientHeaders, Router, TrustedProxies};
 use portcullis_signed_url::SignedUrls;
 
 use crate::auth::Auth;
-use crate::respond_ops::HeaderOp;
+use crate::metrics::RouteSeries;
+use crate::respond_ops::ReadyOp;
 use crate::tls::TlsMaterial;
 use crate::upstream::UpstreamPool;
 
@@ -49,6 +50,8 @@ pub struct RouteHandles {
     pub pool: Arc<UpstreamPool>,
     pub rate_limit: Option<RatePolicy>,
     pub signed_urls: Option<SignedUrls>,
+    /// The route's metric children, found once instead of by label per request.
+    pub series: RouteSeries,
 }
 
 pub struct Snapshot {
@@ -61,7 +64,8 @@ pub struct Snapshot {
     /// spoofable address claims, path and method overrides, `_` names.
     pub client_headers: ClientHeaders,
     /// Security response headers (Helmet-grade defaults plus overrides).
-    security_headers: SecurityHeaders,
+    /// Prepared for pingora once: (plain HTTP, HTTPS).
+    security_headers: (Vec<ReadyOp>, Vec<ReadyOp>),
     /// `[cors]`, when configured.
     pub cors: Option<CorsPolicy>,
     /// Suspicious-request rules (None when `mode = "off"`) and the auto-ban table. The table
@@ -154,9 +158,18 @@ impl Snapshot {
                 pool,
                 rate_limit,
                 signed_urls,
+                series: RouteSeries::default(),
             }));
         }
-        let security_headers = SecurityHeaders::new(&config.security_headers);
+        let security = SecurityHeaders::new(&config.security_headers);
+        let ready = |https: bool| {
+            security
+                .operations(https)
+                .iter()
+                .map(ReadyOp::new)
+                .collect()
+        };
+        let security_headers = (ready(false), ready(true));
         let cors = config.cors.as_ref().map(CorsPolicy::new);
         let detector = (config.suspicious.mode != SuspiciousMode::Off)
             .then(|| Detector::new(&config.suspicious));
@@ -200,8 +213,12 @@ impl Snapshot {
         })
     }
 
-    pub fn security_headers(&self, https: bool) -> &[HeaderOp] {
-        self.security_headers.operations(https)
+    pub fn security_headers(&self, https: bool) -> &[ReadyOp] {
+        if https {
+            &self.security_headers.1
+        } else {
+            &self.security_headers.0
+        }
     }
 }
 

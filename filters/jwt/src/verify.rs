@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use portcullis_config::{Jwt, JwtAlgorithm};
 use serde_json::{Map, Value};
 
-use crate::cache::{digest, TtlCache};
+use crate::cache::{Keyer, TtlCache};
 use crate::keys::{self, Key};
 use crate::token;
 use crate::{AuthError, KeyError};
@@ -70,6 +70,8 @@ pub struct Verifier {
     jwks_loaded: AtomicBool,
     /// Bumped whenever the key set changes; cache entries of an older generation are misses.
     generation: AtomicU64,
+    /// The caches' key: a keyed hash of the token, under this verifier's own random key.
+    keyer: Keyer,
     verified: TtlCache<Arc<Identity>>,
     failed: TtlCache<AuthError>,
     ttl: Duration,
@@ -111,6 +113,7 @@ impl Verifier {
             jwks: ArcSwap::from_pointee(Vec::new()),
             jwks_loaded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            keyer: Keyer::random(),
             verified: TtlCache::new(jwt.cache_capacity),
             failed: TtlCache::new(jwt.negative_cache_capacity),
             ttl: jwt.cache_ttl,
@@ -129,7 +132,7 @@ impl Verifier {
     pub fn verify(&self, token: &str, now: SystemTime) -> Outcome {
         let now_ms = millis(now);
         let generation = self.generation.load(Ordering::Acquire);
-        let key = digest(token);
+        let key = self.keyer.digest(token);
         if let Some(identity) = self.verified.get(&key, now_ms, generation) {
             return Outcome {
                 result: Ok(identity),

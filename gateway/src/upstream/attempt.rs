@@ -353,11 +353,12 @@ impl Attempt {
 
     fn account(&self, state: &State, outcome: &'static str) {
         if let Some(pool) = &self.pool {
-            state
-                .metrics
-                .upstream_requests
-                .with_label_values(&[pool.name(), outcome])
-                .inc();
+            pool.outcomes.inc(outcome, || {
+                state
+                    .metrics
+                    .upstream_requests
+                    .with_label_values(&[pool.name(), outcome])
+            });
         }
     }
 

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use pingora::upstreams::peer::HttpPeer;
 use portcullis_config::{Peer, Upstream};
 use portcullis_resilience::{CircuitBreaker, RetryPolicy};
+
+use crate::metrics::CounterCache;
 use std::sync::Arc;
 
 pub struct UpstreamPool {
@@ -23,6 +25,8 @@ pub struct UpstreamPool {
     /// `[upstreams.NAME.circuit_breaker]`.
     pub breaker: Option<Arc<CircuitBreaker>>,
     pub peers: Vec<PeerSlot>,
+    /// `upstream_requests_total{upstream, outcome}` children, by outcome.
+    pub outcomes: CounterCache<&'static str>,
     next: AtomicUsize,
     /// When the next active health check is due (milliseconds since `born`).
     next_check_ms: AtomicU64,
@@ -71,6 +75,7 @@ impl UpstreamPool {
             breaker,
             config: config.clone(),
             peers,
+            outcomes: CounterCache::default(),
             next: AtomicUsize::new(0),
             next_check_ms: AtomicU64::new(0),
             born: Instant::now(),
