@@ -38,6 +38,7 @@ pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Res
                     }
                 };
                 tokio::spawn(reload_on_sighup(state.clone()));
+                tokio::spawn(crate::status::sample_every_second(state.clone()));
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
@@ -102,6 +103,10 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         ),
         (b"GET" | b"HEAD", b"/readyz") => ("200 OK", "text/plain", b"ready\n".to_vec()),
         (b"GET" | b"HEAD", b"/metrics") => ("200 OK", PROMETHEUS_TEXT, state.metrics.render()),
+        (b"GET" | b"HEAD", p) if crate::status::serves(p) => {
+            let page = crate::status::answer(p, &state);
+            ("200 OK", page.content_type, page.body)
+        }
         (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
         _ => (
             "405 Method Not Allowed",
@@ -112,8 +117,9 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
     let head_only = method == b"HEAD";
     // Like every answer the process gives, with a request id to quote.
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {}\r\nReferrer-Policy: no-referrer\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
         body.len(),
+        crate::status::CONTENT_SECURITY_POLICY,
         portcullis_routing::request_id::generate(),
     );
     let _ = stream.write_all(response.as_bytes()).await;

@@ -12,6 +12,7 @@ use crate::error::Rejection;
 use crate::metrics::method_label;
 use crate::respond;
 use crate::state::State;
+use crate::status::Slot;
 
 /// Upstream-side failures by kind (the upstream leg counted them as they happened).
 fn classify(e: &Error) -> Option<Rejection> {
@@ -129,13 +130,19 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
         bytes_sent: session.body_bytes_sent().max(ctx.answer.bytes_sent),
     };
-    record(state, &route, method, &entry);
+    let slot = ctx
+        .target
+        .handles
+        .as_ref()
+        .map_or(Slot::UNROUTED, |h| h.status_slot);
+    record(state, &route, slot, method, &entry);
 }
 
 /// Counts a finished request in `requests_total` and writes its access-log line (counting it
 /// as dropped if the log is full). Every answer ends here: proxied, generated in a phase, or
 /// refused by the intake before any phase ran.
-pub fn record(state: &State, route: &str, method: &'static str, entry: &Entry) {
+pub fn record(state: &State, route: &str, slot: Slot, method: &'static str, entry: &Entry) {
+    state.status.record(slot, entry.status, entry.duration_ms);
     state
         .metrics
         .requests

@@ -21,6 +21,8 @@ pub struct State {
     pub in_flight: AtomicUsize,
     /// Rate-limit buckets. Process-wide, so a reload keeps every client's budget.
     pub limiter: portcullis_ratelimit::RateLimiter,
+    /// The status page's rolling windows and records (process-wide, so a reload keeps them).
+    pub status: crate::status::Status,
 }
 
 impl State {
@@ -32,6 +34,7 @@ impl State {
     /// kept from the previous snapshot are already running.
     pub fn start_background(&self) {
         let snapshot = self.current();
+        self.status.adopt(&snapshot);
         if let Some(auth) = &snapshot.auth {
             auth.start_refresher(self.metrics.jwks_refreshes.clone());
         }
@@ -68,6 +71,7 @@ impl State {
             Ok(next) => {
                 self.snapshot.store(Arc::new(next));
                 self.start_background();
+                self.status.reloaded(Ok(()));
                 self.metrics
                     .config_reloads
                     .with_label_values(&["success"])
@@ -77,6 +81,7 @@ impl State {
             }
             Err(errors) => {
                 let errors: String = errors;
+                self.status.reloaded(Err(&errors));
                 self.metrics
                     .config_reloads
                     .with_label_values(&["error"])

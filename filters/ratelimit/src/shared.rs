@@ -112,6 +112,12 @@ impl SharedStore {
         })
     }
 
+    /// Whether the last check reached Redis (`false` while this replica falls back to its
+    /// own memory).
+    pub fn healthy(&self) -> bool {
+        !self.lock().failing
+    }
+
     /// Checks `policy` for this client in Redis. On `Err` nothing was decided: answer from
     /// memory (and count a store error).
     pub async fn check(
