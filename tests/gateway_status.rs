@@ -376,3 +376,125 @@ fn no_secret_token_or_key_reaches_the_page_or_the_json() {
     let page = String::from_utf8_lossy(&gw.admin_get("/status").unwrap().body).to_string();
     assert!(page.contains("generate") && page.contains("redis") && page.contains("127.0.0.1"));
 }
+
+/// A JWKS endpoint answering `status` with RS256 keys of the test key files.
+struct Jwks {
+    port: u16,
+    doc: std::sync::Arc<std::sync::Mutex<(u16, Vec<u8>)>>,
+}
+
+impl Jwks {
+    fn start() -> Jwks {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let doc = std::sync::Arc::new(std::sync::Mutex::new((503u16, b"{}".to_vec())));
+        let d = doc.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let (status, body) = d.lock().unwrap().clone();
+                let mut out = &stream;
+                let _ = write!(out, "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = out.write_all(&body);
+            }
+        });
+        Jwks { port, doc }
+    }
+
+    fn serve(&self, status: u16, kids: &[&str]) {
+        use jsonwebtoken::jwk::{Jwk, JwkSet};
+        let pem = std::fs::read(key_file()).unwrap();
+        let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+        let keys = kids
+            .iter()
+            .map(|kid| {
+                let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+                jwk.common.key_id = Some(kid.to_string());
+                jwk
+            })
+            .collect();
+        *self.doc.lock().unwrap() = (status, serde_json::to_vec(&JwkSet { keys }).unwrap());
+    }
+}
+
+fn key_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../filters/jwt/tests/keys/rsa.key")
+}
+
+fn rs256(kid: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(key_file()).unwrap()).unwrap();
+    let token = encode(&header, &json!({"sub": "alice", "exp": now + 600}), &key).unwrap();
+    format!("Bearer {token}")
+}
+
+#[test]
+fn the_jwt_section_names_the_jwks_keys_and_the_last_fetch_error() {
+    let jwks = Jwks::start();
+    jwks.serve(200, &["k1"]);
+    let app = Backend::start("app");
+    let (port, admin) = (free_port(), free_port());
+    let config = server_section(port, admin, "")
+        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", app.port)
+        + &format!("[jwt]\nalgorithms = [\"RS256\"]\njwks_url = \"http://127.0.0.1:{}/keys/jwks.json\"\njwks_cooldown = \"0s\"\n\n", jwks.port)
+        + "[[routes]]\nname = \"secure\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"required\"\n";
+    let gw = Gateway::start("status-jwks", port, admin, &config, &[]);
+    let k1 = rs256("k1");
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .request("GET", "/x", &[("Authorization", &k1)], b"")
+        .status
+        == 200));
+    assert_eq!(
+        gw.request("GET", "/y", &[("Authorization", &k1)], b"")
+            .status,
+        200
+    );
+    let s = status_until(&gw, "a cached check", |s| {
+        s["jwt"]["cache_hit_ratio"].is_number()
+    });
+    let jwt = &s["jwt"];
+    assert_eq!(
+        jwt["keys"],
+        json!([{"kid": "k1", "source": "jwks"}]),
+        "{jwt:#}"
+    );
+    assert!(jwt["jwks"]["last_success_at"].is_string());
+    assert_eq!(jwt["jwks"]["last_error"], Value::Null);
+    assert_eq!(jwt["cache_entries"], 1);
+
+    // The endpoint fails; a token with an unknown kid triggers a fetch, which fails.
+    jwks.serve(503, &[]);
+    assert_eq!(
+        gw.request("GET", "/x", &[("Authorization", &rs256("k9"))], b"")
+            .status,
+        401
+    );
+    let s = status_until(&gw, "the fetch error", |s| {
+        !s["jwt"]["jwks"]["last_error"].is_null()
+    });
+    let jwt = &s["jwt"];
+    assert_eq!(jwt["jwks"]["last_error"], "answered 503");
+    assert_eq!(
+        jwt["keys"],
+        json!([{"kid": "k1", "source": "jwks"}]),
+        "the loaded keys stay"
+    );
+    assert!(jwt["jwks"]["last_fetch_at"].as_str() > jwt["jwks"]["last_success_at"].as_str());
+    assert!(jwt["validations_last_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "valid" && c["count"] == 2));
+    let text = String::from_utf8_lossy(&gw.admin_get("/status.json").unwrap().body).to_string();
+    assert!(!text.contains("jwks.json"), "no URL on the page");
+}
