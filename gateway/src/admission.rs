@@ -416,6 +416,10 @@ async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
     match decision.refused {
         None => Ok(()),
         Some(scope) => {
+            let (ip, prefix) = (ctx.client.ip, policy.ipv6_prefix);
+            state
+                .status
+                .rate_limited(handles.status_slot, ip, prefix, scope);
             state
                 .metrics
                 .rate_limited

@@ -38,6 +38,8 @@ pub struct Auth {
     /// this verifier (and its cache); any change builds a new one with empty caches.
     fingerprint: String,
     refresher_started: AtomicBool,
+    /// The JWKS fetches' last results, for the status page.
+    pub fetches: crate::status::FetchLog,
 }
 
 struct JwksSource {
@@ -85,7 +87,13 @@ impl Auth {
             jwks,
             fingerprint,
             refresher_started: AtomicBool::new(false),
+            fetches: Default::default(),
         }))
+    }
+
+    /// Whether keys come from a `jwks_url`.
+    pub fn has_jwks(&self) -> bool {
+        self.jwks.is_some()
     }
 
     /// Starts the scheduled JWKS refresh (once per authenticator). The thread ends soon after
@@ -203,6 +211,7 @@ impl Auth {
             Ok(body) => self.verifier.install_jwks(&body).map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
+        self.fetches.record(&result);
         match result {
             Ok(change) => {
                 refreshes.with_label_values(&["success", cause]).inc();

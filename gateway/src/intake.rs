@@ -243,7 +243,14 @@ async fn refuse(
         tries: None,
         bytes_sent: generated.body.len(),
     };
-    outcome::record(state, "none", None, method, &entry);
+    outcome::record(
+        state,
+        "none",
+        None,
+        crate::status::Slot::UNROUTED,
+        method,
+        &entry,
+    );
 }
 
 /// An HTTP/1.1 response head (header lines as pingora writes them) and body as bytes,

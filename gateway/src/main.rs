@@ -23,6 +23,7 @@ mod shutdown;
 mod sign_url;
 mod snapshot;
 mod state;
+mod status;
 mod tls;
 mod upstream;
 
@@ -200,6 +201,7 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         log,
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
+        status: status::Status::new(),
     });
     state.start_background();
     admin::start(admin_listener, state.clone())

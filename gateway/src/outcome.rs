@@ -12,6 +12,7 @@ use crate::error::Rejection;
 use crate::metrics::{method_label, RouteSeries};
 use crate::respond;
 use crate::state::State;
+use crate::status::Slot;
 
 /// Upstream-side failures by kind (the upstream leg counted them as they happened).
 fn classify(e: &Error) -> Option<Rejection> {
@@ -133,7 +134,12 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
         bytes_sent: session.body_bytes_sent().max(ctx.answer.bytes_sent),
     };
-    record(state, route, series, method, &entry);
+    let slot = ctx
+        .target
+        .handles
+        .as_ref()
+        .map_or(Slot::UNROUTED, |h| h.status_slot);
+    record(state, route, series, slot, method, &entry);
 }
 
 /// Counts a finished request in `requests_total` and writes its access-log line (counting it
@@ -143,9 +149,11 @@ pub fn record(
     state: &State,
     route: &str,
     series: Option<&RouteSeries>,
+    slot: Slot,
     method: &'static str,
     entry: &Entry,
 ) {
+    state.status.record(slot, entry.status, entry.duration_ms);
     match series {
         Some(series) => series.count_request(&state.metrics, route, method, entry.status),
         None => state

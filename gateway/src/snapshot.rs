@@ -52,6 +52,8 @@ pub struct RouteHandles {
     pub signed_urls: Option<SignedUrls>,
     /// The route's metric children, found once instead of by label per request.
     pub series: RouteSeries,
+    /// The route's window slot on the status page (kept across reloads by name).
+    pub status_slot: crate::status::Slot,
 }
 
 pub struct Snapshot {
@@ -132,6 +134,10 @@ impl Snapshot {
             config.server.underscore_headers,
         );
         let mut routes = Vec::with_capacity(config.routes.len());
+        let slots = crate::status::slots::assign(
+            config.routes.iter().map(|r| r.name.as_str()),
+            &previous.map_or_else(Vec::new, Snapshot::status_slots),
+        );
         for (i, route) in config.routes.iter().enumerate() {
             let at =
                 |key: &str| located(&config, &[format!("routes[{i}].{key}").as_str(), "routes"]);
@@ -159,6 +165,7 @@ impl Snapshot {
                 rate_limit,
                 signed_urls,
                 series: RouteSeries::default(),
+                status_slot: slots[i],
             }));
         }
         let security = SecurityHeaders::new(&config.security_headers);
@@ -211,6 +218,14 @@ impl Snapshot {
             trusted,
             upstreams,
         })
+    }
+
+    /// Each route's name and status-page slot.
+    fn status_slots(&self) -> Vec<(&str, crate::status::Slot)> {
+        let names = self.config.routes.iter().map(|r| r.name.as_str());
+        names
+            .zip(self.routes.iter().map(|h| h.status_slot))
+            .collect()
     }
 
     pub fn security_headers(&self, https: bool) -> &[ReadyOp] {

@@ -24,6 +24,8 @@ pub struct State {
     /// Revocations and bans: process-wide, so a reload keeps them; synced with the shared
     /// store when there is one.
     pub replicated: crate::replication::Replicated,
+    /// The status page's rolling windows and records (process-wide, so a reload keeps them).
+    pub status: crate::status::Status,
 }
 
 impl State {
@@ -35,6 +37,7 @@ impl State {
     /// kept from the previous snapshot are already running.
     pub fn start_background(&self) {
         let snapshot = self.current();
+        self.status.adopt(&snapshot);
         if let Some(auth) = &snapshot.auth {
             auth.start_refresher(self.metrics.jwks_refreshes.clone());
         }
@@ -72,6 +75,7 @@ impl State {
                 self.replicated.configure(&next.config);
                 self.snapshot.store(Arc::new(next));
                 self.start_background();
+                self.status.reloaded(Ok(()));
                 self.metrics
                     .config_reloads
                     .with_label_values(&["success"])
@@ -81,6 +85,7 @@ impl State {
             }
             Err(errors) => {
                 let errors: String = errors;
+                self.status.reloaded(Err(&errors));
                 self.metrics
                     .config_reloads
                     .with_label_values(&["error"])

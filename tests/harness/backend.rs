@@ -169,3 +169,60 @@ fn serve(
         }
     }
 }
+
+/// Answers every request with the status it is set to (200 at first), one request per
+/// connection: an upstream that fails and recovers on cue.
+pub struct Switchable {
+    pub port: u16,
+    pub status: Arc<AtomicU16>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Switchable {
+    pub fn start() -> Switchable {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the backend");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answer, st) = (status.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let code = answer.load(Ordering::Relaxed);
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).ok();
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let body = format!("{{\"status\":{code}}}");
+                    let mut conn = conn;
+                    let _ = conn.write_all(
+                        format!(
+                            "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
+                });
+            }
+        });
+        Switchable { port, status, stop }
+    }
+
+    pub fn set(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Switchable {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -21,6 +21,8 @@ pub struct Browser {
     socket: WebSocket<MaybeTlsStream<TcpStream>>,
     session: String,
     next_id: u64,
+    /// DevTools events received while waiting for answers (console, log, network), in order.
+    events: Vec<Value>,
     _profile: TempDir,
 }
 
@@ -92,6 +94,7 @@ impl Browser {
             socket,
             session: String::new(),
             next_id: 0,
+            events: Vec::new(),
             _profile: profile,
         };
         let target = browser.call_browser("Target.createTarget", json!({"url": "about:blank"}));
@@ -152,6 +155,54 @@ impl Browser {
         }
     }
 
+    /// From now on, keeps the page's console messages, uncaught exceptions, browser log
+    /// entries (CSP violations, failed loads) and failed network requests; read them with
+    /// [`Browser::problems`].
+    pub fn watch_problems(&mut self) {
+        self.call("Log.enable", json!({}));
+        self.call("Network.enable", json!({}));
+    }
+
+    /// Console errors, exceptions, error log entries and failed or blocked requests seen so
+    /// far, one line each.
+    pub fn problems(&mut self) -> Vec<String> {
+        // A round trip, so events already sent are read.
+        self.eval("true");
+        self.events
+            .iter()
+            .filter_map(|e| {
+                let p = &e["params"];
+                match e["method"].as_str()? {
+                    "Runtime.exceptionThrown" => {
+                        Some(format!("exception: {}", p["exceptionDetails"]))
+                    }
+                    "Runtime.consoleAPICalled"
+                        if matches!(p["type"].as_str(), Some("error" | "assert")) =>
+                    {
+                        Some(format!("console.{}: {}", p["type"], p["args"]))
+                    }
+                    "Log.entryAdded" if p["entry"]["level"] == "error" => Some(format!(
+                        "log ({}): {}",
+                        p["entry"]["source"], p["entry"]["text"]
+                    )),
+                    "Network.loadingFailed" => Some(format!(
+                        "request failed: {} {}",
+                        p["errorText"], p["blockedReason"]
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The page's layout size for screenshots (CSS pixels).
+    pub fn set_viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        );
+    }
+
     /// A PNG of the page, written to `path`.
     pub fn screenshot(&mut self, path: &Path) {
         let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
@@ -187,6 +238,13 @@ impl Browser {
             let frame = self.socket.read().expect("read from DevTools");
             let Message::Text(text) = frame else { continue };
             let reply: Value = serde_json::from_str(text.as_str()).expect("DevTools JSON");
+            if reply.get("id").is_none() && reply.get("method").is_some() {
+                // Bounded: a test page sends a handful of events between two calls.
+                if self.events.len() < 10_000 {
+                    self.events.push(reply);
+                }
+                continue;
+            }
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
                     panic!("{method}: {error}");

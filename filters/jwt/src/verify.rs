@@ -211,6 +211,16 @@ impl Verifier {
         self.verified.len()
     }
 
+    /// The `kid` of every key in use, configured keys first, each with whether it came from
+    /// the JWKS (for the status page: key ids only, never key material).
+    pub fn key_ids(&self) -> Vec<(Option<String>, bool)> {
+        let jwks = self.jwks.load();
+        let configured = self.configured.iter().map(|k| (k.kid.clone(), false));
+        configured
+            .chain(jwks.iter().map(|k| (k.kid.clone(), true)))
+            .collect()
+    }
+
     fn verify_uncached(&self, token: &str, now_ms: u64) -> Result<(Arc<Identity>, u64), AuthError> {
         let header = token::header(token, &self.algorithms)?;
         if self.awaiting_keys() {

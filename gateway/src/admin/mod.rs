@@ -44,6 +44,7 @@ pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Res
                 };
                 tokio::spawn(reload_on_sighup(state.clone()));
                 tokio::spawn(crate::replication::run(state.clone()));
+                tokio::spawn(crate::status::sample_every_second(state.clone()));
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
@@ -106,6 +107,14 @@ async fn route(request: &wire::Request, state: &State) -> Answer {
             ..Answer::text(200, "")
         }
         .with_body(state.metrics.render()),
+        _ if read && crate::status::serves(path.as_bytes()) => {
+            let page = crate::status::answer(path.as_bytes(), state);
+            Answer {
+                content_type: page.content_type,
+                ..Answer::text(200, "")
+            }
+            .with_body(page.body)
+        }
         _ if api::handles(path) => api::answer(request, state).await,
         _ if read => Answer::text(404, "not found\n"),
         _ => Answer::text(405, "method not allowed\n"),

@@ -190,8 +190,9 @@ pub async fn write(stream: &mut TcpStream, answer: &Answer, head_only: bool) {
     };
     // Like every answer the process gives, with a request id to quote.
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\n{content}{challenge}Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\n{content}{challenge}Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {}\r\nReferrer-Policy: no-referrer\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
         answer.status,
+        crate::status::CONTENT_SECURITY_POLICY,
         portcullis_routing::request_id::generate(),
     );
     let _ = stream.write_all(head.as_bytes()).await;

@@ -375,6 +375,7 @@ fn transition(state: &State, pool: &UpstreamPool, t: Transition) {
         .with_label_values(&[pool.name()])
         .set(t.to.gauge());
     log::warn!("upstream {}: circuit breaker {t}", pool.name());
+    state.status.breaker_changed(pool.name());
     state.event(
         "circuit_breaker",
         json_fields([

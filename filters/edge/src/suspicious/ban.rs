@@ -19,6 +19,7 @@
 //! Time is passed in (`now`), so tests and replays need no sleeping; an earlier `now` than
 //! one already seen saturates instead of panicking.
 
+mod listing;
 #[cfg(test)]
 mod tests;
 
