@@ -2,10 +2,11 @@
 //! `auth_sources` and `signed_urls`. Defaults, valid values, and every refusal with its
 //! line and key path.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use portcullis_config::{parse, Config, Secret, SignedUrlPolicy, TokenSource};
+use portcullis_config::{Config, Secret, SignedUrlPolicy, TokenSource};
 
 const MEDIA_KEY: &str = "media-url-key-media-url-key-0123456789";
 
@@ -33,33 +34,14 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn load(text: &str) -> Result<Config, Vec<(usize, String, String)>> {
-    parse(Path::new("browser.toml"), text, &env).map_err(|e| {
-        e.0.into_iter()
-            .map(|e| (e.at.line, e.at.key, e.message))
-            .collect()
-    })
-}
-
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .expect("needle in text")
-        + 1
+    common::load_with("browser.toml", text, &env)
 }
 
 /// `text` is refused with exactly one error, on the line holding `needle`, naming `key`
 /// and saying `message`.
 #[track_caller]
 fn refused(text: &str, needle: &str, key: &str, message: &str) {
-    let errors = load(text).expect_err("the file should be refused");
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    let (line, got_key, got_message) = &errors[0];
-    assert_eq!(
-        (*line, got_key.as_str()),
-        (line_of(text, needle), key),
-        "{errors:?}"
-    );
-    assert!(got_message.contains(message), "{got_message}");
+    common::assert_refused(load(text), text, needle, key, message);
 }
 
 fn cookie(name: &str) -> TokenSource {

@@ -2,10 +2,11 @@
 //! `nodes`, and `[jwt] max_token_lifetime` / `max_revocations`. Defaults, valid values, and
 //! refusals with their line and key path.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use portcullis_config::{parse, Config, StoreKind};
+use portcullis_config::{Config, StoreKind};
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
@@ -22,31 +23,14 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn load(text: &str) -> Result<Config, Vec<(usize, String, String)>> {
-    parse(Path::new("shared.toml"), text, &env).map_err(|e| {
-        e.0.into_iter()
-            .map(|e| (e.at.line, e.at.key, e.message))
-            .collect()
-    })
+    common::load_with("shared.toml", text, &env)
 }
 
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .expect("needle in text")
-        + 1
-}
-
+/// `text` is refused with exactly one error, on the line holding `needle`, naming `key`
+/// and saying `message`.
 #[track_caller]
 fn refused(text: &str, needle: &str, key: &str, message: &str) {
-    let errors = load(text).expect_err("the file should be refused");
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    let (line, got_key, got_message) = &errors[0];
-    assert_eq!(
-        (*line, got_key.as_str()),
-        (line_of(text, needle), key),
-        "{errors:?}"
-    );
-    assert!(got_message.contains(message), "{got_message}");
+    common::assert_refused(load(text), text, needle, key, message);
 }
 
 #[test]
