@@ -39,6 +39,7 @@ use crate::metrics::method_label;
 use crate::outcome;
 use crate::proxy::Proxy;
 use crate::respond::{self, Generated};
+use crate::respond_ops::HeaderOp;
 use crate::snapshot::Snapshot;
 use crate::state::State;
 
@@ -201,8 +202,9 @@ async fn refuse(
     let id = request_id::generate();
     let https = stream.get_ssl_digest().is_some();
     let generated = Generated::from(rejection);
+    let cors = cors_headers(snapshot, seen);
     let wire = generated.header().and_then(|mut head| {
-        respond::stamp(&mut head, &id, snapshot, https, &[])?;
+        respond::stamp(&mut head, &id, snapshot, https, &cors)?;
         Ok(serialize(&head, &generated.body))
     });
     match wire {
@@ -251,6 +253,30 @@ async fn refuse(
         method,
         &entry,
     );
+}
+
+/// The CORS headers for a refused head, so a browser's script can read the refusal too: the
+/// `Origin` field is looked for in the bytes seen (one field, on a line of its own, in the
+/// part of the section that arrived) and judged by the `[cors]` policy like any request's.
+fn cors_headers(snapshot: &Snapshot, seen: &[u8]) -> Vec<HeaderOp> {
+    let Some(policy) = &snapshot.cors else {
+        return Vec::new();
+    };
+    let mut origins = seen.split(|b| *b == b'\n').skip(1).filter_map(|line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        let (name, value) = line.split_at(colon);
+        name.eq_ignore_ascii_case(b"origin")
+            .then(|| value[1..].trim_ascii())
+    });
+    let (Some(origin), None) = (origins.next(), origins.next()) else {
+        return Vec::new();
+    };
+    let Ok(value) = http::HeaderValue::from_bytes(origin) else {
+        return Vec::new();
+    };
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.headers.insert(http::header::ORIGIN, value);
+    policy.response_headers(&parts)
 }
 
 /// An HTTP/1.1 response head (header lines as pingora writes them) and body as bytes,
