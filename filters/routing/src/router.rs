@@ -162,6 +162,7 @@ mod tests {
             retry_non_idempotent: false,
             auth_sources: vec![],
             signed_urls: None,
+            cache: None,
         }
     }
 
