@@ -1,4 +1,4 @@
-//! The admin listener: `GET /healthz`, `/readyz`, `/metrics`. It runs on its own thread and
+//! The admin listener: `GET /healthz`, `/readyz`, `/metrics`, and `POST /cache/purge`. It runs on its own thread and
 //! runtime, apart from the proxy's listeners, so it keeps answering while the proxy drains
 //! (`/readyz` says 503 then, which is what a load balancer needs to see). It also owns the
 //! SIGHUP handler, so a reload never competes with proxy workers.
@@ -102,6 +102,7 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         ),
         (b"GET" | b"HEAD", b"/readyz") => ("200 OK", "text/plain", b"ready\n".to_vec()),
         (b"GET" | b"HEAD", b"/metrics") => ("200 OK", PROMETHEUS_TEXT, state.metrics.render()),
+        (b"POST", b"/cache/purge") => cache_purge(&mut stream, &head, &state).await,
         (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
         _ => (
             "405 Method Not Allowed",
@@ -121,6 +122,58 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         let _ = stream.write_all(&body).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// `POST /cache/purge` (`cache::purge`): reads the JSON body (at most `purge::MAX_BODY`
+/// bytes, within the connection's 5 s) after the head and runs the purge.
+async fn cache_purge(
+    stream: &mut TcpStream,
+    head: &[u8],
+    state: &State,
+) -> (&'static str, &'static str, Vec<u8>) {
+    use crate::cache::purge;
+    const JSON: &str = "application/json";
+    let too_large = || {
+        let body = br#"{"error":"bad_request","message":"the body is too large"}"#;
+        ("413 Content Too Large", JSON, body.to_vec())
+    };
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return too_large();
+    };
+    let length = std::str::from_utf8(&head[..end])
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+        })
+        .unwrap_or(0);
+    if length > purge::MAX_BODY {
+        return too_large();
+    }
+    let mut body = head[end + 4..].to_vec();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while body.len() < length {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        body.clear();
+    }
+    body.truncate(length);
+    let (status, answer) = purge::run(state.cache.store(), &body);
+    let status = if status == 200 { "200 OK" } else { "400 Bad Request" };
+    (status, JSON, answer.into_bytes())
 }
 
 /// Binds the admin listener with SO_REUSEPORT: during a zero-downtime upgrade the new process

@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub status: u16,
     pub reason: Option<&'static str>,
     pub bytes_sent: usize,
+    /// What the edge cache did for this request.
+    pub cache: crate::cache::CacheState,
     _in_flight: InFlight,
 }
 
@@ -76,6 +78,7 @@ impl RequestCtx {
             status: 0,
             reason: None,
             bytes_sent: 0,
+            cache: Default::default(),
             _in_flight: in_flight,
         }
     }

@@ -4,8 +4,8 @@
 //! cannot mint new series.
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every family of the contract is registered from the start, so dashboards and alerts see
@@ -33,6 +33,11 @@ pub struct Metrics {
     pub https_redirects: IntCounter,
     pub config_reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    /// Requests on cached routes by route and result (`hit`, `miss`, `stale`, `bypass`,
+    /// `expired`, `revalidated`).
+    pub cache_requests: IntCounterVec,
+    /// Bytes the edge cache holds in stored objects (accounted as the bound counts them).
+    pub cache_bytes: IntGauge,
 }
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
@@ -72,7 +77,18 @@ impl Metrics {
             &["upstream"],
         )?;
         registry.register(Box::new(breaker_state.clone()))?;
+        let cache_bytes = IntGauge::new(
+            "portcullis_cache_bytes",
+            "Bytes held by the edge cache's stored objects (bodies, headers, keys, index).",
+        )?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         Ok(Metrics {
+            cache_requests: counter_vec(
+                "portcullis_cache_requests_total",
+                "Requests on cached routes by result: hit, miss, stale, bypass, expired, revalidated.",
+                &["route", "result"],
+            )?,
+            cache_bytes,
             requests: counter_vec(
                 "portcullis_requests_total",
                 "Requests answered, by route, method and status.",

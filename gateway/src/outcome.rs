@@ -113,6 +113,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     } else {
         ctx.path.as_str()
     };
+    let cache = crate::cache::EdgeCache::record(state, session, ctx);
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
         request_id: &ctx.request_id,
@@ -127,6 +128,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         user: ctx.user.as_deref(),
         reason: ctx.reason,
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
+        cache,
         bytes_sent: session.body_bytes_sent().max(ctx.bytes_sent),
     };
     record(state, &route, method, &entry);

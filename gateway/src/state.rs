@@ -21,6 +21,8 @@ pub struct State {
     pub in_flight: AtomicUsize,
     /// Rate-limit buckets. Process-wide, so a reload keeps every client's budget.
     pub limiter: portcullis_ratelimit::RateLimiter,
+    /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
+    pub cache: &'static crate::cache::EdgeCache,
 }
 
 impl State {
@@ -66,6 +68,9 @@ impl State {
             .and_then(|config| Snapshot::build(config, Some(&previous)).map_err(|e| e.to_string()));
         match built {
             Ok(next) => {
+                if next.config.cache != self.cache.settings {
+                    log::warn!("[cache] changed: memory and lock_timeout take effect at the next restart");
+                }
                 self.snapshot.store(Arc::new(next));
                 self.start_background();
                 self.metrics
