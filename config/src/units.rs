@@ -182,8 +182,16 @@ mod tests {
     #[test]
     fn bad_sizes_are_refused_with_a_reason() {
         for bad in [
-            "big", "512", "MiB", "1.5MiB", "8 MiB", "-1B", "8mib", "1TiB",
-            "99999999999999999999B", "17179869184GiB",
+            "big",
+            "512",
+            "MiB",
+            "1.5MiB",
+            "8 MiB",
+            "-1B",
+            "8mib",
+            "1TiB",
+            "99999999999999999999B",
+            "17179869184GiB",
         ] {
             assert!(parse_size(bad).is_err(), "{bad} accepted");
         }

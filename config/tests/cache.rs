@@ -69,11 +69,31 @@ fn defaults_without_the_keys() {
 
 #[test]
 fn bad_values_are_refused_with_their_key() {
-    refused(&file(Some("memory = \"256MB\""), ""), "cache.memory", "binary units");
-    refused(&file(Some("memory = \"512KiB\""), ""), "cache.memory", "at least");
-    refused(&file(Some("memory = 256"), ""), "cache.memory", "expected a string");
-    refused(&file(Some("lock_timeout = \"0s\""), ""), "cache.lock_timeout", "greater than zero");
-    refused(&file(Some("size = \"1GiB\""), ""), "cache.size", "unknown key");
+    refused(
+        &file(Some("memory = \"256MB\""), ""),
+        "cache.memory",
+        "binary units",
+    );
+    refused(
+        &file(Some("memory = \"512KiB\""), ""),
+        "cache.memory",
+        "at least",
+    );
+    refused(
+        &file(Some("memory = 256"), ""),
+        "cache.memory",
+        "expected a string",
+    );
+    refused(
+        &file(Some("lock_timeout = \"0s\""), ""),
+        "cache.lock_timeout",
+        "greater than zero",
+    );
+    refused(
+        &file(Some("size = \"1GiB\""), ""),
+        "cache.size",
+        "unknown key",
+    );
     refused(
         &file(None, "cache = { max_object_size = \"1GiB\" }"),
         "routes[0].cache.max_object_size",

@@ -172,7 +172,11 @@ async fn cache_purge(
     }
     body.truncate(length);
     let (status, answer) = purge::run(state.cache.store(), &body);
-    let status = if status == 200 { "200 OK" } else { "400 Bad Request" };
+    let status = if status == 200 {
+        "200 OK"
+    } else {
+        "400 Bad Request"
+    };
     (status, JSON, answer.into_bytes())
 }
 

@@ -78,11 +78,11 @@ impl ProxyHttp for Proxy {
 
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(EdgeCache::response(resp, ctx))
+        Ok(EdgeCache::response(session, resp, ctx))
     }
 
     fn should_serve_stale(

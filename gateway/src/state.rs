@@ -69,7 +69,9 @@ impl State {
         match built {
             Ok(next) => {
                 if next.config.cache != self.cache.settings {
-                    log::warn!("[cache] changed: memory and lock_timeout take effect at the next restart");
+                    log::warn!(
+                        "[cache] changed: memory and lock_timeout take effect at the next restart"
+                    );
                 }
                 self.snapshot.store(Arc::new(next));
                 self.start_background();

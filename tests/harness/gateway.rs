@@ -140,6 +140,22 @@ impl Gateway {
         request(self.port, method, target, headers, body)
     }
 
+    /// `POST path` on the admin listener with a JSON body.
+    pub fn admin_post(&self, path: &str, body: &str) -> Option<Response> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .ok()?;
+        read_response(&mut BufReader::new(stream), "POST")
+    }
+
     pub fn admin_get(&self, path: &str) -> Option<Response> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

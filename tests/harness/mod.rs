@@ -14,6 +14,7 @@ mod backend;
 mod browser;
 mod client;
 mod gateway;
+mod origin;
 
 // Each test file uses its own part of the harness.
 #[allow(unused_imports)]
@@ -24,6 +25,8 @@ pub use browser::*;
 pub use client::*;
 #[allow(unused_imports)]
 pub use gateway::*;
+#[allow(unused_imports)]
+pub use origin::*;
 
 pub fn binary() -> PathBuf {
     let path = std::env::var_os("PORTCULLIS_BIN")

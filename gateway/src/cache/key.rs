@@ -36,7 +36,12 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
         .filter(|_| ctx.peer_trusted)
         .map_or(&[][..], |h| h.as_bytes());
     part(&forwarded_host.to_ascii_lowercase());
-    part(ctx.upstream_target.as_deref().unwrap_or(&ctx.path).as_bytes());
+    part(
+        ctx.upstream_target
+            .as_deref()
+            .unwrap_or(&ctx.path)
+            .as_bytes(),
+    );
     if let Some(policy) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
         for name in &policy.vary {
             part(name.as_str().as_bytes());

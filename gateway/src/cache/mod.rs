@@ -69,6 +69,8 @@ pub struct CacheState {
     pub stale_status: Option<u16>,
     /// A stale copy was served: what failed.
     pub stale_cause: Option<&'static str>,
+    /// The predictor remembered the URL as uncacheable: no lookup was made.
+    pub bypassed: bool,
     /// `cache_vary_filter` ran during the lookup.
     vary_looked_up: bool,
 }
@@ -166,13 +168,17 @@ impl EdgeCache {
     }
 
     /// `response_cache_filter`.
-    pub fn response(resp: &ResponseHeader, ctx: &mut RequestCtx) -> RespCacheable {
+    pub fn response(
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> RespCacheable {
+        ctx.cache.bypassed = session.cache.bypassing();
         let Some(policy) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) else {
             return RespCacheable::Uncacheable(pingora::cache::NoCacheReason::NeverEnabled);
         };
         let decision = policy::decide(resp, policy, ctx.cache.credentialed, SystemTime::now());
-        if let RespCacheable::Uncacheable(pingora::cache::NoCacheReason::Custom(why)) = &decision
-        {
+        if let RespCacheable::Uncacheable(pingora::cache::NoCacheReason::Custom(why)) = &decision {
             ctx.cache.not_stored = Some(why);
         }
         decision
@@ -182,7 +188,12 @@ impl EdgeCache {
     /// within its stale-while-revalidate window; after a failure, within stale-if-error, for
     /// anything the upstream side did (refused connection, timeout, 5xx, an open circuit, the
     /// retry deadline) but never for the client's own faults. pingora has checked the window.
-    pub fn serve_stale(state: &State, session: &Session, ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+    pub fn serve_stale(
+        state: &State,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
         let Some(e) = error else {
             return true;
         };

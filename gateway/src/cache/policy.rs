@@ -18,9 +18,9 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, VARY};
 use http::StatusCode;
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora::cache::filters::{calculate_fresh_until, calculate_serve_stale_durations};
+use pingora::cache::NoCacheReason;
 use pingora::cache::{CacheMeta, CacheMetaDefaults, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::cache::NoCacheReason;
 use portcullis_config::RouteCache;
 
 use crate::ctx::RequestCtx;
@@ -55,10 +55,8 @@ pub fn credentialed(req: &RequestHeader, ctx: &RequestCtx) -> bool {
 /// Whether a stored answer may be served to a credentialed request: `public` or `s-maxage`,
 /// and not `private`.
 pub fn shareable(resp: &ResponseHeader) -> bool {
-    CacheControl::from_resp_headers(resp).is_some_and(|cc| {
-        !cc.private()
-            && (cc.public() || cc.has_key("s-maxage"))
-    })
+    CacheControl::from_resp_headers(resp)
+        .is_some_and(|cc| !cc.private() && (cc.public() || cc.has_key("s-maxage")))
 }
 
 /// Statuses stored at all: those RFC 9110 section 15.1 calls heuristically cacheable (the
@@ -70,7 +68,10 @@ fn storable(status: StatusCode) -> bool {
 }
 
 fn heuristic(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 410
+    )
 }
 
 /// The store-or-not decision for an upstream answer (`response_cache_filter`).
@@ -162,7 +163,12 @@ mod tests {
     }
 
     fn stored(status: u16, headers: &[(&str, &str)], credentialed: bool) -> Option<CacheMeta> {
-        match decide(&resp(status, headers), &route(), credentialed, SystemTime::now()) {
+        match decide(
+            &resp(status, headers),
+            &route(),
+            credentialed,
+            SystemTime::now(),
+        ) {
             RespCacheable::Cacheable(meta) => Some(meta),
             RespCacheable::Uncacheable(_) => None,
         }
@@ -176,19 +182,39 @@ mod tests {
         assert!(ttl > Duration::from_secs(58) && ttl <= Duration::from_secs(61));
         assert_eq!(meta.stale_if_error_sec(), 300);
         assert_eq!(meta.stale_while_revalidate_sec(), 30);
-        assert!(stored(302, &[], false).is_none(), "a 302 needs its own freshness");
+        assert!(
+            stored(302, &[], false).is_none(),
+            "a 302 needs its own freshness"
+        );
         assert!(stored(302, &[("cache-control", "max-age=5")], false).is_some());
     }
 
     #[test]
     fn the_upstreams_directives_win() {
-        let meta = stored(200, &[("cache-control", "max-age=5, stale-if-error=7")], false).unwrap();
+        let meta = stored(
+            200,
+            &[("cache-control", "max-age=5, stale-if-error=7")],
+            false,
+        )
+        .unwrap();
         assert!(meta.fresh_until() < SystemTime::now() + Duration::from_secs(6));
         assert_eq!(meta.stale_if_error_sec(), 7);
-        let meta = stored(200, &[("cache-control", "max-age=5, must-revalidate")], false).unwrap();
-        assert_eq!(meta.stale_if_error_sec(), 0, "must-revalidate forbids serving stale");
+        let meta = stored(
+            200,
+            &[("cache-control", "max-age=5, must-revalidate")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            meta.stale_if_error_sec(),
+            0,
+            "must-revalidate forbids serving stale"
+        );
         let meta = stored(200, &[("cache-control", "no-cache")], false).unwrap();
-        assert!(!meta.is_fresh(SystemTime::now()), "no-cache is stored but always revalidated");
+        assert!(
+            !meta.is_fresh(SystemTime::now()),
+            "no-cache is stored but always revalidated"
+        );
         for never in [
             &[("cache-control", "no-store")][..],
             &[("cache-control", "private, max-age=60")],
@@ -206,7 +232,12 @@ mod tests {
     fn credentialed_requests_share_only_public_or_s_maxage_answers() {
         assert!(stored(200, &[], true).is_none());
         assert!(stored(200, &[("cache-control", "max-age=60")], true).is_none());
-        assert!(stored(200, &[("cache-control", "max-age=60, must-revalidate")], true).is_none());
+        assert!(stored(
+            200,
+            &[("cache-control", "max-age=60, must-revalidate")],
+            true
+        )
+        .is_none());
         assert!(stored(200, &[("cache-control", "public, max-age=60")], true).is_some());
         assert!(stored(200, &[("cache-control", "s-maxage=60")], true).is_some());
         assert!(stored(200, &[("cache-control", "public, private")], true).is_none());

@@ -27,7 +27,11 @@ pub fn run(store: &Store, body: &[u8]) -> (u16, String) {
     };
     let request: Request = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => return bad(&format!("expected {{\"path\": \"/x\"}} or {{\"prefix\": \"/x/\"}}: {e}")),
+        Err(e) => {
+            return bad(&format!(
+                "expected {{\"path\": \"/x\"}} or {{\"prefix\": \"/x/\"}}: {e}"
+            ))
+        }
     };
     let purged = match (request.path, request.prefix) {
         (Some(path), None) => {

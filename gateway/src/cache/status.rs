@@ -19,9 +19,8 @@ pub fn result(cache: &HttpCache, state: &CacheState) -> &'static str {
         CachePhase::Stale | CachePhase::StaleUpdating => "stale",
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "revalidated",
         CachePhase::Expired => "expired",
-        CachePhase::Miss => "miss",
-        _ if !state.enabled => "bypass",
-        CachePhase::Bypass => "bypass",
+        CachePhase::Miss if !state.bypassed => "miss",
+        _ if !state.enabled || state.bypassed => "bypass",
         // Looked up, then not stored (or the lock gave up): a stale copy was found and
         // refetched, or nothing usable was.
         _ if state.found == Some(false) => "expired",
@@ -73,8 +72,28 @@ pub fn header(cache: &HttpCache, state: &CacheState, status: u16) -> Option<Head
         CachePhase::Expired => {
             let _ = write!(out, "; fwd=stale; fwd-status={status}; stored");
         }
+        CachePhase::Bypass | CachePhase::Miss | CachePhase::Disabled(_) if state.bypassed => {
+            // A URL remembered as uncacheable: no lookup; a cacheable answer is stored again.
+            out.push_str("; fwd=bypass");
+            match cache.phase() {
+                CachePhase::Miss => {
+                    let _ = write!(out, "; fwd-status={status}; stored");
+                }
+                CachePhase::Disabled(reason) => {
+                    let _ = write!(out, "; fwd-status={status}");
+                    if let Some(detail) = not_stored(reason, state).filter(|d| is_token(d)) {
+                        let _ = write!(out, "; detail={detail}");
+                    }
+                }
+                _ => {}
+            }
+        }
         CachePhase::Miss => {
-            let _ = write!(out, "; fwd={}; fwd-status={status}; stored", miss_kind(state));
+            let _ = write!(
+                out,
+                "; fwd={}; fwd-status={status}; stored",
+                miss_kind(state)
+            );
         }
         CachePhase::Bypass => out.push_str("; fwd=bypass; detail=predicted-uncacheable"),
         CachePhase::Disabled(reason) if state.enabled => {
@@ -88,15 +107,13 @@ pub fn header(cache: &HttpCache, state: &CacheState, status: u16) -> Option<Head
                 let _ = write!(out, "; detail={detail}");
             }
         }
-        CachePhase::Disabled(_) | CachePhase::Uninit | CachePhase::CacheKey => {
-            match state.bypass {
-                Some("method") => out.push_str("; fwd=method"),
-                Some(detail) => {
-                    let _ = write!(out, "; fwd=bypass; detail={detail}");
-                }
-                None => out.push_str("; fwd=bypass"),
+        CachePhase::Disabled(_) | CachePhase::Uninit | CachePhase::CacheKey => match state.bypass {
+            Some("method") => out.push_str("; fwd=method"),
+            Some(detail) => {
+                let _ = write!(out, "; fwd=bypass; detail={detail}");
             }
-        }
+            None => out.push_str("; fwd=bypass"),
+        },
     }
     HeaderValue::from_str(&out).ok()
 }

@@ -257,7 +257,10 @@ impl Store {
         let mut index = self.index();
         let keys: Vec<u128> = index
             .by_path
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(path, _)| path.starts_with(prefix))
             .flat_map(|(_, keys)| keys.iter().copied())
             .collect();
@@ -495,7 +498,9 @@ impl HandleMiss for Fill {
             bytes,
         });
         if !self.store.insert(object) {
-            return Err(storage_error("not admitted: the store keeps more popular objects"));
+            return Err(storage_error(
+                "not admitted: the store keeps more popular objects",
+            ));
         }
         Ok(MissFinishType::Created(bytes))
     }
@@ -560,7 +565,11 @@ mod tests {
         hit.seek(6, Some(11)).unwrap();
         assert_eq!(hit.read_body().await.unwrap().unwrap(), "world");
         assert!(hit.seek(11, None).is_err());
-        assert_eq!(store.usage().filling_bytes, 0, "the fill released its budget");
+        assert_eq!(
+            store.usage().filling_bytes,
+            0,
+            "the fill released its budget"
+        );
     }
 
     #[tokio::test]
@@ -598,7 +607,12 @@ mod tests {
     #[tokio::test]
     async fn purges_by_path_and_prefix_count_what_they_removed() {
         let store = store(8 << 20);
-        for path in ["/api/music/1", "/api/music/2", "/api/musicx", "/api/images/1"] {
+        for path in [
+            "/api/music/1",
+            "/api/music/2",
+            "/api/musicx",
+            "/api/images/1",
+        ] {
             fill(store, path, b"x").await.unwrap();
         }
         assert_eq!(store.purge_path("/api/music/1"), 1);
