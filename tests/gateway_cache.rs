@@ -217,6 +217,47 @@ fn expiry_refetches_and_a_304_from_the_upstream_refreshes_the_entry() {
 }
 
 #[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let origin = Origin::start({
+        let n = Arc::new(AtomicUsize::new(0));
+        move |_| {
+            let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+            // The refresh is slow: the stale answer must not wait for it.
+            let delay = if i > 1 { 500 } else { 0 };
+            OriginResponse::ok(format!("version {i}"), &[("cache-control", "max-age=1")])
+                .after(Duration::from_millis(delay))
+        }
+    });
+    let gw = start(
+        "cache-swr",
+        origin.port,
+        "",
+        "stale_while_revalidate = \"30s\"",
+        "",
+        "",
+    );
+    assert_eq!(text(&gw.get("/api/music/list")), "version 1");
+    std::thread::sleep(Duration::from_millis(1300));
+    let stale = gw.get("/api/music/list");
+    assert_eq!(text(&stale), "version 1");
+    assert!(
+        cache_status(&stale).contains("detail=stale-while-revalidate"),
+        "{:?}",
+        cache_status(&stale)
+    );
+    assert!(
+        stale.elapsed < Duration::from_millis(400),
+        "waited {:?}",
+        stale.elapsed
+    );
+    assert!(wait_until(Duration::from_secs(3), || {
+        let r = gw.get("/api/music/list");
+        text(&r) == "version 2" && cache_status(&r).contains("; hit")
+    }));
+    assert_eq!(origin.hits(), 2);
+}
+
+#[test]
 fn vary_splits_the_key_and_vary_star_is_never_stored() {
     let n = Arc::new(AtomicUsize::new(0));
     let counter = n.clone();
@@ -480,6 +521,59 @@ fn ranges_are_answered_from_the_cache_and_large_objects_stream_through() {
         "{:?}",
         cache_status(&again)
     );
+}
+
+#[test]
+fn a_fill_goes_on_when_its_client_leaves_and_a_growing_body_streams_through() {
+    let track: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
+    let t = track.clone();
+    let origin = Origin::start(move |req| {
+        let headers = [("cache-control", "max-age=60")];
+        if req.path == "/api/music/stream" {
+            // A transcoder's pipe: no Content-Length, and more than max_object_size.
+            let headers = [
+                ("cache-control", "max-age=60"),
+                ("content-type", "audio/mpeg"),
+            ];
+            return OriginResponse::ok(vec![b'z'; 300_000], &headers).chunked();
+        }
+        OriginResponse::ok(t.clone(), &headers).trickled(Duration::from_millis(300))
+    });
+    let gw = start(
+        "cache-leave",
+        origin.port,
+        "",
+        "max_object_size = \"256KiB\"",
+        "",
+        "",
+    );
+    // A player reads its first bytes and goes away before the body has arrived.
+    let first = gw.request("GET", "/api/music/slow.mp3", &[("Range", "bytes=0-9")], b"");
+    assert_eq!(
+        (first.status, first.body.clone()),
+        (206, track[..10].to_vec())
+    );
+    assert!(wait_until(Duration::from_secs(3), || {
+        let r = gw.get("/api/music/slow.mp3");
+        r.status == 200 && cache_status(&r).contains("hit") && r.body == track
+    }));
+    assert_eq!(origin.hits(), 1, "the fill finished without its client");
+
+    // Media of unknown length streams through whole, never stored.
+    for _ in 0..2 {
+        let r = gw.get("/api/music/stream");
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, 300_000),
+            "{:?}",
+            cache_status(&r)
+        );
+        assert!(
+            cache_status(&r).contains("detail=unknown-length"),
+            "{:?}",
+            cache_status(&r)
+        );
+    }
 }
 
 #[test]

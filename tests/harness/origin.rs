@@ -31,6 +31,10 @@ pub struct OriginResponse {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Duration,
+    /// Send the head and the first half of the body, wait this long, then the rest.
+    pub trickle: Duration,
+    /// Frame the body with chunked transfer coding instead of Content-Length.
+    pub chunked: bool,
 }
 
 impl OriginResponse {
@@ -43,7 +47,19 @@ impl OriginResponse {
                 .collect(),
             body: body.into(),
             delay: Duration::ZERO,
+            trickle: Duration::ZERO,
+            chunked: false,
         }
+    }
+
+    pub fn trickled(mut self, pause: Duration) -> Self {
+        self.trickle = pause;
+        self
+    }
+
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
     }
 
     pub fn status(mut self, status: u16) -> Self {
@@ -200,17 +216,41 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<OriginRequest>>, stop: &AtomicBool, h
             out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
         }
         let no_body = response.status == 304 || response.status == 204;
-        if !has_length && !no_body {
+        if response.chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if !has_length && !no_body {
             out.extend_from_slice(
                 format!("Content-Length: {}\r\n", response.body.len()).as_bytes(),
             );
         }
         out.extend_from_slice(b"\r\n");
+        let mut body = Vec::new();
         if method != "HEAD" && !no_body {
-            out.extend_from_slice(&response.body);
+            if response.chunked {
+                for chunk in response.body.chunks(16 * 1024) {
+                    body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    body.extend_from_slice(chunk);
+                    body.extend_from_slice(b"\r\n");
+                }
+                body.extend_from_slice(b"0\r\n\r\n");
+            } else {
+                body.extend_from_slice(&response.body);
+            }
         }
+        let half = if response.trickle.is_zero() {
+            body.len()
+        } else {
+            body.len() / 2
+        };
+        out.extend_from_slice(&body[..half]);
         if conn.write_all(&out).is_err() {
             return;
+        }
+        if half < body.len() {
+            std::thread::sleep(response.trickle);
+            if conn.write_all(&body[half..]).is_err() {
+                return;
+            }
         }
     }
 }

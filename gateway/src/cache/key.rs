@@ -51,6 +51,11 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
     let mut key = CacheKey::new(key, "");
     key.extensions.insert(Label {
         path: ctx.path.as_str().into(),
+        max_object_size: ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.cache.as_ref())
+            .map_or(0, |c| c.max_object_size),
     });
     key
 }

@@ -43,8 +43,6 @@ use crate::metrics::Metrics;
 use crate::state::State;
 pub use storage::Store;
 
-/// A fill's first buffer is sized from `Content-Length` up to this; beyond, it grows.
-pub const MAX_PREALLOCATION: usize = 1 << 20;
 /// URLs remembered as uncacheable (too large, or never storable): 16 shards of this many.
 const PREDICTOR_SHARD_CAPACITY: usize = 1024;
 

@@ -35,6 +35,8 @@ pub mod reason {
     pub const PRIVATE: &str = "private";
     pub const CREDENTIALED: &str = "credentialed";
     pub const NO_FRESHNESS: &str = "no-freshness";
+    pub const EVENT_STREAM: &str = "event-stream";
+    pub const UNKNOWN_LENGTH: &str = "unknown-length";
 }
 
 /// The predictor remembers a URL as uncacheable for the next request, except for reasons that
@@ -88,6 +90,30 @@ pub fn decide(
     // A cookie set for one client must never be replayed to another.
     if resp.headers.contains_key(SET_COOKIE) {
         return skip(reason::SET_COOKIE);
+    }
+    // A stream of events has no end to store (and must not be cut at max_object_size).
+    let event_stream = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if event_stream {
+        return skip(reason::EVENT_STREAM);
+    }
+    // A fill streams to its readers as it arrives, and pingora cuts one that outgrows
+    // max_object_size: media of unknown length (a transcoder's pipe) is never stored, so it
+    // is never cut. (A JSON or text answer of unknown length that outgrows max_object_size is
+    // cut once, and its URL is then remembered and bypassed.)
+    let media = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.starts_with(b"audio/")
+                || v.starts_with(b"video/")
+                || v.starts_with(b"application/octet-stream")
+        });
+    if media && !resp.headers.contains_key(http::header::CONTENT_LENGTH) {
+        return skip(reason::UNKNOWN_LENGTH);
     }
     // RFC 9111 section 4.1: `Vary: *` never matches a later request.
     let vary_star = resp.headers.get_all(VARY).iter().any(|v| {
@@ -220,6 +246,8 @@ mod tests {
             &[("cache-control", "private, max-age=60")],
             &[("set-cookie", "a=b")],
             &[("vary", "accept, *")],
+            &[("content-type", "text/event-stream")],
+            &[("content-type", "audio/mpeg")],
         ] {
             assert!(stored(200, never, false).is_none(), "{never:?} stored");
         }

@@ -20,6 +20,15 @@
 //! **Writes.** Every write (a fill's commit, a meta update, a purge) takes one mutex, which also
 //! guards the purge index: the index and the table change together, so the index lists exactly
 //! the stored objects and is bounded by them. Reads never take it.
+//!
+//! **Fills stream.** A body being fetched is readable while it arrives (pingora's streaming
+//! partial writes): pingora releases the cache lock as soon as the fill starts, the requests
+//! that waited on it read the same bytes as they come, and the fill goes on when the client
+//! that started it disconnects (a media player that read its range and left), so the object
+//! is stored anyway. A fill reserves its whole size up front (`Content-Length`, or the route's
+//! `max_object_size` when the upstream does not say), so writing never fails half-way; when the
+//! budget cannot take it, the answer streams through unstored. Fills in progress are one table
+//! entry each, bounded by the fill budget.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -27,9 +36,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::storage::streaming_write::U64WriteId;
 use pingora::cache::storage::{HandleHit, HandleMiss, MissFinishType};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{
@@ -38,6 +51,7 @@ use pingora::cache::{
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use tinyufo::TinyUfo;
+use tokio::sync::watch;
 
 /// TinyUFO weighs in `u16`: one unit is this many bytes.
 const WEIGHT_UNIT: usize = 1024;
@@ -50,6 +64,8 @@ const OBJECT_OVERHEAD: usize = 256;
 pub struct Label {
     /// The normalised request path, for purges by path and prefix.
     pub path: Box<str>,
+    /// The route's `max_object_size`: what a fill of unknown length reserves.
+    pub max_object_size: usize,
 }
 
 /// One stored answer. Immutable: a meta update stores a new object sharing the body.
@@ -150,10 +166,12 @@ pub struct Store {
     objects: TinyUfo<u128, Arc<Object>>,
     /// Serialises writes; holds the purge index.
     writes: Mutex<Index>,
+    /// Fills in progress by key, then by write id (several after a lock timeout).
+    filling: Mutex<HashMap<u128, Vec<Arc<Partial>>>>,
+    next_write: AtomicU64,
     stored_bytes: AtomicUsize,
     filling_bytes: AtomicUsize,
     fill_budget: usize,
-    /// Labels of fills in progress are passed through the key's extensions.
     gauge: prometheus::IntGauge,
 }
 
@@ -169,6 +187,8 @@ impl Store {
         Store {
             objects: TinyUfo::new(units, estimated),
             writes: Mutex::new(Index::default()),
+            filling: Mutex::new(HashMap::new()),
+            next_write: AtomicU64::new(1),
             stored_bytes: AtomicUsize::new(0),
             filling_bytes: AtomicUsize::new(0),
             fill_budget,
@@ -309,7 +329,15 @@ impl Storage for Store {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(object) = self.get(key_of(key)) else {
+        let key = key_of(key);
+        // A fill in progress first: after an expiry it is the newer answer.
+        if let Some(partial) = self.partial(key, None) {
+            return Ok(Some((
+                partial.meta.to_meta(),
+                Box::new(PartialHit::new(partial)),
+            )));
+        }
+        let Some(object) = self.get(key) else {
             return Ok(None);
         };
         let hit = Hit {
@@ -319,6 +347,22 @@ impl Storage for Store {
             done: false,
         };
         Ok(Some((object.meta.to_meta(), Box::new(hit))))
+    }
+
+    /// The fill's own reader (the request that started it reads what it writes).
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        tag: Option<&[u8]>,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let id = tag
+            .and_then(|t| U64WriteId::try_from(t).ok())
+            .map(u64::from)
+            .ok_or_else(|| storage_error("a streaming read without its write tag"))?;
+        Ok(self
+            .partial(key_of(key), Some(id))
+            .map(|p| (p.meta.to_meta(), Box::new(PartialHit::new(p)) as HitHandler)))
     }
 
     async fn get_miss_handler(
@@ -334,25 +378,39 @@ impl Storage for Store {
             .ok_or_else(|| storage_error("the cache key carries no label"))?;
         let meta = StoredMeta::from_meta(meta);
         let fixed = meta.header_bytes() + 2 * label.path.len() + OBJECT_OVERHEAD;
-        if !self.reserve(fixed) {
-            return Err(storage_error("the fill budget is spent"));
-        }
-        let expected = meta
+        let length = meta
             .header
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0)
-            .min(crate::cache::MAX_PREALLOCATION);
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let body = length.unwrap_or(label.max_object_size);
+        if !self.reserve(fixed + body) {
+            return Err(storage_error("the fill budget is spent"));
+        }
+        let (progress, _) = watch::channel(Progress::Writing(0));
+        let partial = Arc::new(Partial {
+            id: self.next_write.fetch_add(1, Ordering::Relaxed),
+            meta,
+            chunks: std::sync::RwLock::new(Vec::new()),
+            progress,
+        });
+        let key = key_of(key);
+        self.filling_table()
+            .entry(key)
+            .or_default()
+            .push(partial.clone());
         Ok(Box::new(Fill {
             store: self,
-            key: key_of(key),
+            key,
+            tag: U64WriteId::from(partial.id),
             label,
-            meta,
-            body: BytesMut::with_capacity(expected),
-            reserved: fixed,
+            partial,
+            written: 0,
+            body_reserved: body,
+            reserved: fixed + body,
             fixed,
+            finished: false,
         }))
     }
 
@@ -395,6 +453,10 @@ impl Storage for Store {
             bytes,
         });
         Ok(self.insert(object))
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
@@ -460,17 +522,67 @@ impl HandleHit for Hit {
 
 // === impl Fill ===
 
-/// A body arriving from the upstream, held in the fill budget until it is complete.
+/// How far a fill has come; readers wait on changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Bytes written so far.
+    Writing(usize),
+    /// Complete, with this many bytes.
+    Done(usize),
+    /// The upstream's body broke off: readers fail rather than send a short body.
+    Failed,
+}
+
+/// A body arriving from the upstream, readable while it arrives.
+struct Partial {
+    id: u64,
+    meta: StoredMeta,
+    chunks: std::sync::RwLock<Vec<Bytes>>,
+    progress: watch::Sender<Progress>,
+}
+
+impl Store {
+    fn filling_table(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Vec<Arc<Partial>>>> {
+        self.filling.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fill in progress for `key`: this write's, or any.
+    fn partial(&self, key: u128, id: Option<u64>) -> Option<Arc<Partial>> {
+        let table = self.filling_table();
+        let fills = table.get(&key)?;
+        match id {
+            Some(id) => fills.iter().find(|p| p.id == id).cloned(),
+            None => fills.first().cloned(),
+        }
+    }
+
+    fn forget_fill(&self, key: u128, id: u64) {
+        let mut table = self.filling_table();
+        if let Some(fills) = table.get_mut(&key) {
+            fills.retain(|p| p.id != id);
+            if fills.is_empty() {
+                table.remove(&key);
+            }
+        }
+    }
+}
+
+/// The writer side of a fill. Its bytes were reserved up front; dropped unfinished, the fill
+/// is abandoned and its readers fail.
 struct Fill {
     store: &'static Store,
     key: u128,
+    tag: U64WriteId,
     label: Label,
-    meta: StoredMeta,
-    body: BytesMut,
+    partial: Arc<Partial>,
+    written: usize,
+    /// Body bytes within `reserved`.
+    body_reserved: usize,
     /// Bytes reserved from the fill budget (released on drop).
     reserved: usize,
     /// Header, key and overhead bytes within `reserved`.
     fixed: usize,
+    finished: bool,
 }
 
 #[async_trait]
@@ -479,36 +591,191 @@ impl HandleMiss for Fill {
         if data.is_empty() {
             return Ok(());
         }
-        if !self.store.reserve(data.len()) {
-            return Err(storage_error("the fill budget is spent"));
+        // Only a body longer than its Content-Length could get here (pingora's size tracker
+        // stops an unknown-length body at max_object_size first).
+        let beyond = (self.written + data.len()).saturating_sub(self.body_reserved);
+        if beyond > 0 {
+            if !self.store.reserve(beyond) {
+                return Err(storage_error("the fill budget is spent"));
+            }
+            self.reserved += beyond;
+            self.body_reserved += beyond;
         }
-        self.reserved += data.len();
-        self.body.extend_from_slice(&data);
+        self.written += data.len();
+        self.partial
+            .chunks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(data);
+        self.partial
+            .progress
+            .send_replace(Progress::Writing(self.written));
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let body = std::mem::take(&mut self.body).freeze();
+        let body = {
+            let chunks = self
+                .partial
+                .chunks
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            match chunks.len() {
+                0 => Bytes::new(),
+                1 => chunks[0].clone(),
+                _ => Bytes::from(chunks.concat()),
+            }
+        };
         let bytes = self.fixed + body.len();
         let object = Arc::new(Object {
             key: self.key,
             label: self.label.clone(),
-            meta: self.meta.clone(),
+            meta: self.partial.meta.clone(),
             body,
             bytes,
         });
-        if !self.store.insert(object) {
-            return Err(storage_error(
-                "not admitted: the store keeps more popular objects",
-            ));
-        }
+        self.finished = true;
+        self.partial
+            .progress
+            .send_replace(Progress::Done(self.written));
+        // Not admitted (TinyLFU kept a more popular object) is not an error: the answer was
+        // served whole, and an error here would make pingora cut off the readers still
+        // streaming it.
+        let _admitted = self.store.insert(object);
+        self.store.forget_fill(self.key, self.partial.id);
         Ok(MissFinishType::Created(bytes))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(self.tag.as_bytes())
     }
 }
 
 impl Drop for Fill {
     fn drop(&mut self) {
+        if !self.finished {
+            self.partial.progress.send_replace(Progress::Failed);
+            self.store.forget_fill(self.key, self.partial.id);
+        }
         self.store.release(self.reserved);
+    }
+}
+
+/// Reads a fill in progress: each chunk as it arrives, from `pos` to `end`.
+struct PartialHit {
+    partial: Arc<Partial>,
+    progress: watch::Receiver<Progress>,
+    pos: usize,
+    end: Option<usize>,
+}
+
+impl PartialHit {
+    fn new(partial: Arc<Partial>) -> Self {
+        PartialHit {
+            progress: partial.progress.subscribe(),
+            partial,
+            pos: 0,
+            end: None,
+        }
+    }
+
+    /// The bytes from `pos` within one chunk, up to `limit`.
+    fn slice(&self, limit: usize) -> Option<Bytes> {
+        let chunks = self
+            .partial
+            .chunks
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut offset = 0;
+        for chunk in chunks.iter() {
+            let next = offset + chunk.len();
+            if self.pos < next {
+                let from = self.pos - offset;
+                let to = chunk.len().min(limit - offset);
+                return (from < to).then(|| chunk.slice(from..to));
+            }
+            offset = next;
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl HandleHit for PartialHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let progress = *self.progress.borrow_and_update();
+            let (available, complete) = match progress {
+                Progress::Writing(n) => (n, false),
+                Progress::Done(n) => (n, true),
+                Progress::Failed => {
+                    return Error::e_explain(
+                        ErrorType::Custom("cache fill failed"),
+                        "the upstream's body broke off while this response streamed it",
+                    )
+                }
+            };
+            let limit = self.end.map_or(available, |e| e.min(available));
+            if self.pos < limit {
+                if let Some(bytes) = self.slice(limit) {
+                    self.pos += bytes.len();
+                    return Ok(Some(bytes));
+                }
+            }
+            if complete || self.end.is_some_and(|e| self.pos >= e) {
+                return Ok(None);
+            }
+            if self.progress.changed().await.is_err() {
+                // The writer is gone: it either finished (and said so) or failed.
+                if matches!(*self.progress.borrow(), Progress::Done(_)) {
+                    continue;
+                }
+                return Error::e_explain(
+                    ErrorType::Custom("cache fill failed"),
+                    "the fill ended without completing",
+                );
+            }
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    /// Ranges are checked against `Content-Length` before a seek; `end` is exclusive.
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        if let Progress::Done(n) = *self.progress.borrow() {
+            if start >= n {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    format!("seek start out of range {start} >= {n}"),
+                );
+            }
+        }
+        self.pos = start;
+        self.end = end;
+        Ok(())
+    }
+
+    fn should_count_access(&self) -> bool {
+        false
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
     }
 }
 
@@ -524,7 +791,10 @@ mod tests {
 
     fn key(path: &str) -> CacheKey {
         let mut key = CacheKey::new(format!("host\0{path}"), "");
-        key.extensions.insert(Label { path: path.into() });
+        key.extensions.insert(Label {
+            path: path.into(),
+            max_object_size: 1 << 20,
+        });
         key
     }
 
@@ -602,6 +872,60 @@ mod tests {
         assert!(fill(store, "/big", &body).await.is_err());
         assert_eq!(store.usage().filling_bytes, 0);
         assert!(read(store, "/big").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn readers_stream_a_fill_as_it_arrives_and_fail_if_it_breaks_off() {
+        let store = store(8 << 20);
+        let span = Span::inactive().handle();
+        let mut miss = store
+            .get_miss_handler(&key("/live"), &meta(10), &span)
+            .await
+            .unwrap();
+        miss.write_body(Bytes::from_static(b"01234"), false)
+            .await
+            .unwrap();
+        let (_, mut early) = store.lookup(&key("/live"), &span).await.unwrap().unwrap();
+        let (_, mut ranged) = store.lookup(&key("/live"), &span).await.unwrap().unwrap();
+        ranged.seek(3, Some(8)).unwrap();
+        assert_eq!(early.read_body().await.unwrap().unwrap(), "01234");
+        assert_eq!(ranged.read_body().await.unwrap().unwrap(), "34");
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            miss.write_body(Bytes::from_static(b"56789"), true)
+                .await
+                .unwrap();
+            miss.finish().await.unwrap();
+        });
+        assert_eq!(early.read_body().await.unwrap().unwrap(), "56789");
+        assert!(early.read_body().await.unwrap().is_none());
+        assert_eq!(ranged.read_body().await.unwrap().unwrap(), "567");
+        assert!(ranged.read_body().await.unwrap().is_none());
+        writer.await.unwrap();
+        assert_eq!(read(store, "/live").await.unwrap(), b"0123456789");
+        assert!(store.filling_table().is_empty());
+
+        let mut broken = store
+            .get_miss_handler(&key("/broken"), &meta(10), &span)
+            .await
+            .unwrap();
+        broken
+            .write_body(Bytes::from_static(b"012"), false)
+            .await
+            .unwrap();
+        let (_, mut reader) = store.lookup(&key("/broken"), &span).await.unwrap().unwrap();
+        assert_eq!(reader.read_body().await.unwrap().unwrap(), "012");
+        drop(broken);
+        assert!(
+            reader.read_body().await.is_err(),
+            "a broken fill is an error, not a short body"
+        );
+        assert!(store
+            .lookup(&key("/broken"), &span)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(store.usage().filling_bytes, 0);
     }
 
     #[tokio::test]
