@@ -62,8 +62,19 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
 
 /// The variance of a stored answer's `Vary` for this request (`cache_vary_filter`); `None`
 /// when the answer names none.
+///
+/// An answer that allows one origin (`Access-Control-Allow-Origin` other than `*`) varies by
+/// `Origin` whether or not it says so: a backend that reflects the request's origin without
+/// `Vary: Origin` would otherwise have the gateway hand one site's grant to every other site.
 pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
     let mut names: Vec<String> = Vec::new();
+    let one_origin = meta
+        .headers()
+        .get(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_some_and(|v| v.as_bytes().trim_ascii() != b"*");
+    if one_origin {
+        names.push("origin".to_string());
+    }
     for value in meta.headers().get_all(http::header::VARY) {
         let Ok(value) = value.to_str() else { continue };
         for name in value.split(',') {

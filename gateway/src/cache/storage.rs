@@ -259,8 +259,19 @@ impl Store {
         true
     }
 
+    /// Fills in progress whose path matches are not stored when they finish (the purge
+    /// happened after their request began).
+    fn purge_fills(&self, matches: impl Fn(&str) -> bool) {
+        for fills in self.filling_table().values() {
+            for fill in fills.iter().filter(|f| matches(&f.path)) {
+                fill.purged.store(true, Ordering::Release);
+            }
+        }
+    }
+
     /// Removes every object stored for exactly this path (every host, query and variant).
     pub fn purge_path(&self, path: &str) -> usize {
+        self.purge_fills(|p| p == path);
         let mut index = self.index();
         let keys = index.by_path.get(path).cloned().unwrap_or_default();
         let purged = keys
@@ -274,6 +285,7 @@ impl Store {
 
     /// Removes every object whose path starts with `prefix`.
     pub fn purge_prefix(&self, prefix: &str) -> usize {
+        self.purge_fills(|p| p.starts_with(prefix));
         let mut index = self.index();
         let keys: Vec<u128> = index
             .by_path
@@ -391,6 +403,8 @@ impl Storage for Store {
         let (progress, _) = watch::channel(Progress::Writing(0));
         let partial = Arc::new(Partial {
             id: self.next_write.fetch_add(1, Ordering::Relaxed),
+            path: label.path.clone(),
+            purged: std::sync::atomic::AtomicBool::new(false),
             meta,
             chunks: std::sync::RwLock::new(Vec::new()),
             progress,
@@ -536,6 +550,10 @@ enum Progress {
 /// A body arriving from the upstream, readable while it arrives.
 struct Partial {
     id: u64,
+    /// The request path (a purge of it drops the fill too).
+    path: Box<str>,
+    /// A purge matched this fill while it ran: it is not stored.
+    purged: std::sync::atomic::AtomicBool,
     meta: StoredMeta,
     chunks: std::sync::RwLock<Vec<Bytes>>,
     progress: watch::Sender<Progress>,
@@ -638,10 +656,12 @@ impl HandleMiss for Fill {
         self.partial
             .progress
             .send_replace(Progress::Done(self.written));
-        // Not admitted (TinyLFU kept a more popular object) is not an error: the answer was
-        // served whole, and an error here would make pingora cut off the readers still
-        // streaming it.
-        let _admitted = self.store.insert(object);
+        // Not admitted (TinyLFU kept a more popular object, or a purge matched the fill) is not
+        // an error: the answer was served whole, and an error here would make pingora cut off
+        // the readers still streaming it.
+        if !self.partial.purged.load(Ordering::Acquire) {
+            self.store.insert(object);
+        }
         self.store.forget_fill(self.key, self.partial.id);
         Ok(MissFinishType::Created(bytes))
     }
@@ -926,6 +946,22 @@ mod tests {
             .unwrap()
             .is_none());
         assert_eq!(store.usage().filling_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_fill_purged_while_it_runs_is_not_stored() {
+        let store = store(8 << 20);
+        let span = Span::inactive().handle();
+        let mut miss = store
+            .get_miss_handler(&key("/api/x"), &meta(1), &span)
+            .await
+            .unwrap();
+        assert_eq!(store.purge_prefix("/api/"), 0);
+        miss.write_body(Bytes::from_static(b"x"), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        assert!(read(store, "/api/x").await.is_none());
     }
 
     #[tokio::test]
