@@ -711,10 +711,13 @@ fn stale_if_error_serves_the_stale_copy_when_the_backend_is_stopped() {
 }
 
 #[test]
-fn stale_if_error_covers_5xx_answers_and_an_open_circuit() {
+fn stale_if_error_covers_5xx_answers_timeouts_and_an_open_circuit() {
     let down = Arc::new(AtomicBool::new(false));
     let d = down.clone();
     let origin = Origin::start(move |req| {
+        if d.load(Ordering::SeqCst) && req.path == "/api/music/slow" {
+            return OriginResponse::ok("late", &[]).after(Duration::from_millis(1500));
+        }
         if d.load(Ordering::SeqCst) {
             return OriginResponse::ok("down", &[]).status(503);
         }
@@ -725,12 +728,15 @@ fn stale_if_error_covers_5xx_answers_and_an_open_circuit() {
     });
     let (port, admin) = (free_port(), free_port());
     let config = server_section(port, admin, "")
-        + &format!("[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n", origin.port)
-        + "[upstreams.app.circuit_breaker]\nfailure_rate = 0.5\nmin_requests = 4\nwindow = \"30s\"\nopen_for = \"30s\"\nhalf_open_requests = 1\n\n"
+        + &format!(
+            "[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\nread_timeout = \"500ms\"\n\n",
+            origin.port
+        )
+        + "[upstreams.app.circuit_breaker]\nfailure_rate = 0.5\nmin_requests = 6\nwindow = \"30s\"\nopen_for = \"30s\"\nhalf_open_requests = 1\n\n"
         + "[[routes]]\nname = \"music\"\npath_prefix = \"/api/music\"\nupstream = \"app\"\ncache = { stale_if_error = \"5m\" }\n\n"
         + "[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\n";
     let gw = Gateway::start("cache-breaker", port, admin, &config, &[]);
-    for path in ["/api/music/a", "/api/music/b"] {
+    for path in ["/api/music/a", "/api/music/b", "/api/music/slow"] {
         assert!(cache_status(&gw.get(path)).contains("stored"));
     }
     down.store(true, Ordering::SeqCst);
@@ -745,6 +751,22 @@ fn stale_if_error_covers_5xx_answers_and_an_open_circuit() {
         cache_status(&on_5xx).contains("fwd-status=503"),
         "{:?}",
         cache_status(&on_5xx)
+    );
+    // Slower than read_timeout: the stale copy, in about the timeout.
+    let late = gw.get("/api/music/slow");
+    assert_eq!(
+        (late.status, text(&late)),
+        (200, "/api/music/slow ok".into())
+    );
+    assert!(
+        cache_status(&late).contains("stale-if-error: upstream timeout"),
+        "{:?}",
+        cache_status(&late)
+    );
+    assert!(
+        late.elapsed < Duration::from_millis(1400),
+        "{:?}",
+        late.elapsed
     );
     // Open the circuit with failures on the uncached route.
     let _ = gw.get("/x");
