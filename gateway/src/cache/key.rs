@@ -10,7 +10,7 @@
 //! Identity is not in the key: the credential rule decides what is shared (`policy`).
 
 use http::header::{HeaderName, HOST};
-use pingora::cache::key::HashBinary;
+use pingora::cache::key::{hash_key, HashBinary};
 use pingora::cache::{CacheKey, CacheMeta, VarianceBuilder};
 use pingora::http::RequestHeader;
 
@@ -48,7 +48,11 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
             part(&joined(req, name));
         }
     }
+    // pingora hashes the primary key on every use (the predictor, the lookup, the lock):
+    // hashed once here instead.
+    let hash = hash_key(&key);
     let mut key = CacheKey::new(key, "");
+    key.set_primary_bin_override(hash);
     key.extensions.insert(Label {
         path: ctx.path.as_str().into(),
         max_object_size: ctx

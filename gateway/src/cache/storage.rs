@@ -101,7 +101,7 @@ impl StoredMeta {
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
             variance: meta.variance(),
-            header: meta.response_header_copy(),
+            header: with_room(meta.response_header()),
         }
     }
 
@@ -129,6 +129,29 @@ impl StoredMeta {
             .sum::<usize>()
             + 64
     }
+}
+
+/// Header fields a hit adds to the stored ones (request id, security, CORS and rate-limit
+/// headers, `Age`, `Cache-Status`).
+const HIT_HEADERS: usize = 24;
+
+/// A copy of `header` whose maps have room for the headers every hit adds: a clone keeps its
+/// maps' index size, so hits never rehash them (the upstream's header maps are sized for
+/// what it sent). Header names are kept lower-case.
+fn with_room(header: &ResponseHeader) -> ResponseHeader {
+    let Ok(mut copy) =
+        ResponseHeader::build(header.status, Some(header.headers.len() + HIT_HEADERS))
+    else {
+        return header.clone();
+    };
+    copy.set_version(header.version);
+    let _ = copy.set_reason_phrase(header.get_reason_phrase());
+    for (name, value) in &header.headers {
+        if copy.append_header(name.clone(), value.clone()).is_err() {
+            return header.clone();
+        }
+    }
+    copy
 }
 
 /// The purge index: request path -> keys stored for it (hosts, queries, variants).
@@ -458,7 +481,7 @@ impl Storage for Store {
             return Ok(false);
         };
         let meta = StoredMeta::from_meta(meta);
-        let bytes = old.bytes - old.meta.header_bytes() + meta.header_bytes();
+        let bytes = old.bytes.saturating_sub(old.meta.header_bytes()) + meta.header_bytes();
         let object = Arc::new(Object {
             key,
             label: old.label.clone(),
