@@ -14,7 +14,7 @@ use pingora::cache::key::{hash_key, HashBinary};
 use pingora::cache::{CacheKey, CacheMeta, VarianceBuilder};
 use pingora::http::RequestHeader;
 
-use super::storage::Label;
+use super::store::Label;
 use crate::ctx::RequestCtx;
 
 const VERSION: &[u8] = b"portcullis-cache-1";

@@ -25,7 +25,7 @@ mod key;
 mod policy;
 pub mod purge;
 mod status;
-mod storage;
+mod store;
 
 use std::time::SystemTime;
 
@@ -41,7 +41,7 @@ use portcullis_config::CacheSettings;
 use crate::ctx::RequestCtx;
 use crate::metrics::Metrics;
 use crate::state::State;
-pub use storage::Store;
+pub use store::Store;
 
 /// URLs remembered as uncacheable (too large, or never storable): 16 shards of this many.
 const PREDICTOR_SHARD_CAPACITY: usize = 1024;
