@@ -2,7 +2,9 @@
 # cargo profile $PROFILE (default dist, the production build), makes a work directory removed
 # on exit, picks free ports, writes the backend and nginx configs and the two Portcullis
 # configs (forwarding only; the full pipeline) and the peers' (scripts/peers/), and mints the
-# HS256 token of the full pipeline and of the peers' same job.
+# HS256 token of the full pipeline and of the peers' same job. Cache hits: nginx's proxy_cache
+# on $NGINX_CACHE and the full pipeline's cached route /api/cached (auth = "none", the default
+# rate limit, CORS, security headers), both storing the backend's answer for 60 s.
 PROFILE=${PROFILE:-dist}
 
 cargo build --profile "$PROFILE" --bin portcullis --example bare_pingora >/dev/null
@@ -17,6 +19,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 BACKEND=$(port); NGINX=$(port); BARE_PORT=$(port); PC_FWD=$(port); PC_FULL=$(port); ADMIN1=$(port); ADMIN2=$(port)
 HAP_PLAIN=$(port); HAP_JOB=$(port); PC_JOB=$(port); PC_JOB_NC=$(port); ADMIN3=$(port); ADMIN4=$(port)
 BENCH_SECRET=bench-secret-bench-secret-bench-secret-0123
+NGINX_CACHE=$(port)
 
 # The backend: nginx answering a fixed 200 with a small JSON body (fast enough that it is never
 # the bottleneck), on core 1.
@@ -32,9 +35,14 @@ worker_processes 1; daemon off; master_process off; pid $WORK/proxy.pid; error_l
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   upstream backend { server 127.0.0.1:$BACKEND; keepalive 128; }
+  proxy_cache_path $WORK/nginx/cache keys_zone=hits:10m max_size=256m;
   server { listen 127.0.0.1:$NGINX;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr; } } }
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr; } }
+  server { listen 127.0.0.1:$NGINX_CACHE;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_cache hits; proxy_cache_valid 200 60s; proxy_cache_key \$scheme\$host\$request_uri;
+      proxy_cache_lock on; add_header Cache-Status \$upstream_cache_status; } } }
 CONF
 common_cfg() {
   cat <<CONF
@@ -88,6 +96,12 @@ path_prefix = "/api/unlimited"
 upstream = "app"
 auth = "required"
 rate_limit = "off"
+[[routes]]
+name = "cached"
+path_prefix = "/api/cached"
+upstream = "app"
+auth = "none"
+cache = { ttl = "60s" }
 CONF
 # The job the peers do too: a bearer token verified (from the verified-token cache; with
 # cache_capacity = 0, an HMAC per request as the peers do), a per-IP limit not reached, the

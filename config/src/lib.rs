@@ -15,7 +15,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use model::*;
-pub use units::{parse_duration, parse_rate};
+pub use units::{parse_duration, parse_rate, parse_size};
 
 use reader::{Diag, OptionalKey, Section};
 
@@ -99,6 +99,8 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
         .map(|f| f.section(d).and_then(|s| sections::edge::cors(s, d)));
     let suspicious = root.get_located("suspicious", d).and_then(|f| f.section(d));
     let suspicious = sections::edge::suspicious(suspicious, d);
+    let cache = root.get_located("cache", d).and_then(|f| f.section(d));
+    let cache = sections::cache::settings(cache, d);
 
     let cx = sections::routes::Context {
         upstreams: &upstreams,
@@ -126,5 +128,6 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
         security_headers: security_headers?,
         cors: cors.optional()?,
         suspicious: suspicious?,
+        cache: cache?,
     })
 }

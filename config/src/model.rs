@@ -32,6 +32,8 @@ pub struct Config {
     pub security_headers: SecurityHeaders,
     pub cors: Option<Cors>,
     pub suspicious: Suspicious,
+    /// `[cache]`: the edge cache's memory bound and lock timeout (defaults when absent).
+    pub cache: CacheSettings,
     /// Where selected keys sit in the file (sections, retry and breaker tables, ...), by key
     /// path, for problems found after loading.
     pub locations: BTreeMap<String, crate::Location>,
@@ -203,6 +205,54 @@ pub struct Route {
     /// Signed media URLs accepted as credentials on this route (only on `auth = "required"`
     /// or `"optional"` routes).
     pub signed_urls: Option<SignedUrlPolicy>,
+    /// `cache = { ... }`: GET and HEAD answers on this route go through the edge cache.
+    pub cache: Option<RouteCache>,
+}
+
+/// A route's `cache = { ttl, max_object_size, stale_while_revalidate, stale_if_error, vary }`.
+/// The upstream's own Cache-Control wins over every default here (RFC 9111).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    /// Freshness for answers that carry none of their own (no `max-age`, `s-maxage` or
+    /// `Expires`), for heuristically cacheable statuses only (RFC 9110 section 15.1).
+    pub ttl: Duration,
+    /// Larger answers stream through uncached (at most [`MAX_OBJECT_SIZE`]).
+    pub max_object_size: usize,
+    /// How long past freshness a stale copy may be served while it is refreshed in the
+    /// background, when the answer names no `stale-while-revalidate` of its own (RFC 5861).
+    pub stale_while_revalidate: Duration,
+    /// How long past freshness a stale copy may be served when the upstream fails, times out
+    /// or its circuit is open, when the answer names no `stale-if-error` (RFC 5861).
+    pub stale_if_error: Duration,
+    /// Request headers whose values split the cache key (lower-cased, no duplicates), on top of
+    /// the upstream's own `Vary`.
+    pub vary: Vec<HeaderName>,
+}
+
+/// The largest `max_object_size`: the storage weighs objects in 16-bit units of 1 KiB.
+pub const MAX_OBJECT_SIZE: usize = 64 * 1024 * 1024 - 64 * 1024;
+
+// === [cache] ===
+
+/// `[cache]`: process-wide settings of the edge cache. Read at start: a reload that changes
+/// them is reported and takes effect at the next restart (the store is sized once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    /// Hard bound on the bytes of everything the cache holds: stored objects with their
+    /// headers and keys, the purge index, and fills in progress.
+    pub memory: usize,
+    /// How long requests wait behind the one fetching a missing object (and how long that
+    /// fetch may hold the lock) before going to the upstream themselves, uncached.
+    pub lock_timeout: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            memory: 256 * 1024 * 1024,
+            lock_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `signed_urls = { keys = [...], max_ttl = "1h" }` of a route.

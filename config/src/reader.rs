@@ -364,6 +364,11 @@ impl<'a> Field<'a> {
         units::parse_rate(&text).map_err(|e| self.error(d, e)).ok()
     }
 
+    pub(crate) fn size(&self, d: &mut Diag) -> Option<usize> {
+        let text = self.string(d)?;
+        units::parse_size(&text).map_err(|e| self.error(d, e)).ok()
+    }
+
     pub(crate) fn socket_addr(&self, d: &mut Diag) -> Option<SocketAddr> {
         let text = self.string(d)?;
         text.trim()

@@ -1,5 +1,6 @@
-//! Durations and rates as they appear in the file: `"250ms"`, `"5s"`, `"1m"`, `"1h"` and
-//! `"100/min"`. Parsed once, at load time, into types the hot path uses directly.
+//! Durations, rates and sizes as they appear in the file: `"250ms"`, `"5s"`, `"1m"`, `"1h"`,
+//! `"100/min"` and `"512B"`, `"64KiB"`, `"8MiB"`, `"1GiB"`. Parsed once, at load time, into
+//! types the hot path uses directly.
 
 use std::fmt;
 use std::time::Duration;
@@ -37,6 +38,46 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(unit_ms)
         .map(Duration::from_millis)
         .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// Parses a size string: an unsigned integer followed by `B`, `KiB`, `MiB` or `GiB` (binary
+/// units, 1 KiB = 1024 bytes).
+///
+/// Like durations, one reading only: no fractions, no decimal `KB`/`MB` (which would be read
+/// as 1000 or 1024 depending on who wrote the file), no bare numbers.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit (use B, KiB, MiB or GiB, e.g. \"64KiB\")"))?;
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "`{text}` is not a size (e.g. \"512B\", \"64KiB\", \"8MiB\", \"1GiB\")"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}`: the number is too large"))?;
+    let unit_bytes: u64 = match unit {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" | "MB" | "GB" | "K" | "M" | "G" | "kb" | "mb" | "gb" => {
+            return Err(format!(
+                "`{text}`: write binary units (KiB, MiB, GiB), so the size reads one way"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(unit_bytes)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// A request rate: `count` requests per `period`. As a token bucket it holds `count` tokens
@@ -126,6 +167,36 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn sizes_in_every_unit() {
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("8MiB"), Ok(8 * 1024 * 1024));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("0B"), Ok(0));
+        assert_eq!(parse_size(" 2MiB "), Ok(2 << 20));
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_with_a_reason() {
+        for bad in [
+            "big",
+            "512",
+            "MiB",
+            "1.5MiB",
+            "8 MiB",
+            "-1B",
+            "8mib",
+            "1TiB",
+            "99999999999999999999B",
+            "17179869184GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad} accepted");
+        }
+        assert!(parse_size("8MB").unwrap_err().contains("binary units"));
+        assert!(parse_size("64").unwrap_err().contains("no unit"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use portcullis_config::{parse, parse_duration, parse_rate};
+use portcullis_config::{parse, parse_duration, parse_rate, parse_size};
 use proptest::prelude::*;
 
 const UNITS: &[(&str, u64)] = &[
@@ -135,6 +135,15 @@ proptest! {
         let rate = parse_rate(&format!("{n}/{}", unit.0)).expect("a valid rate");
         prop_assert_eq!(rate.count, n);
         prop_assert_eq!(rate.period, Duration::from_secs(unit.1));
+    }
+
+    #[test]
+    fn sizes_read_as_written(
+        n in 0u64..1_000_000,
+        unit in prop::sample::select(&[("B", 1u64), ("KiB", 1024), ("MiB", 1 << 20), ("GiB", 1 << 30)][..]),
+    ) {
+        let size = parse_size(&format!("{n}{}", unit.0)).expect("a valid size");
+        prop_assert_eq!(size as u64, n * unit.1);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Entry<'a> {
     pub reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tries: Option<u32>,
+    /// On cached routes: what the edge cache did (`hit`, `miss`, `stale`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'a str>,
     pub bytes_sent: usize,
 }
 

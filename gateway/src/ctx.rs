@@ -30,6 +30,8 @@ pub struct RequestCtx {
     /// The upstream leg (peer choice, breaker, retries, accounting), written only by itself.
     pub upstream: Attempt,
     pub answer: Answer,
+    /// What the edge cache did for this request.
+    pub cache: crate::cache::CacheState,
     _in_flight: InFlight,
 }
 
@@ -105,6 +107,7 @@ impl RequestCtx {
             identity: Identity::default(),
             upstream: Attempt::default(),
             answer: Answer::default(),
+            cache: Default::default(),
             _in_flight: in_flight,
         }
     }

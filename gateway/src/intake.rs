@@ -243,6 +243,7 @@ async fn refuse(
         user: None,
         reason: Some(generated.reason),
         tries: None,
+        cache: None,
         bytes_sent: generated.body.len(),
     };
     outcome::record(

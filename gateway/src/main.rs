@@ -7,6 +7,7 @@ mod access_log;
 mod admin;
 mod admission;
 mod auth;
+mod cache;
 mod ctx;
 mod error;
 mod forward;
@@ -192,7 +193,9 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         access_log::AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
     let limiter = portcullis_ratelimit::RateLimiter::new(snapshot.config.rate_limit_store.max_keys);
     let replicated = replication::Replicated::new(&snapshot.config);
+    let cache = cache::EdgeCache::start(&snapshot.config.cache, &metrics);
     let state = Arc::new(State {
+        cache,
         limiter,
         replicated,
         config_path: cli.config.clone(),

@@ -42,6 +42,11 @@ pub struct Metrics {
     pub shared_state_errors: IntCounterVec,
     /// Admin API write requests by endpoint and status.
     pub admin_writes: IntCounterVec,
+    /// Requests on cached routes by route and result (`hit`, `miss`, `stale`, `bypass`,
+    /// `expired`, `revalidated`).
+    pub cache_requests: IntCounterVec,
+    /// Bytes the edge cache holds in stored objects (accounted as the bound counts them).
+    pub cache_bytes: IntGauge,
 }
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
@@ -86,6 +91,11 @@ impl Metrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let cache_bytes = IntGauge::new(
+            "portcullis_cache_bytes",
+            "Bytes held by the edge cache's stored objects (bodies, headers, keys, index).",
+        )?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         Ok(Metrics {
             revocations: gauge(
                 "portcullis_revocations",
@@ -109,6 +119,12 @@ impl Metrics {
                 "Admin API write requests by endpoint (revocations, bans) and status.",
                 &["endpoint", "status"],
             )?,
+            cache_requests: counter_vec(
+                "portcullis_cache_requests_total",
+                "Requests on cached routes by result: hit, miss, stale, bypass, expired, revalidated.",
+                &["route", "result"],
+            )?,
+            cache_bytes,
             requests: counter_vec(
                 "portcullis_requests_total",
                 "Requests answered, by route, method and status.",

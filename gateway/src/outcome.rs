@@ -118,6 +118,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     } else {
         ctx.target.path.as_str()
     };
+    let cache = crate::cache::EdgeCache::record(state, session, ctx);
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
         request_id: &ctx.client.request_id,
@@ -132,6 +133,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         user: ctx.identity.user.as_deref(),
         reason: ctx.answer.reason,
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
+        cache,
         bytes_sent: session.body_bytes_sent().max(ctx.answer.bytes_sent),
     };
     let slot = ctx

@@ -1,18 +1,21 @@
 //! The `ProxyHttp` pipeline. Each phase is a short list of steps; the steps themselves live
-//! in `admission` (request phase), `upstream` (peer choice, breaker, retries: every try of
-//! pingora's proxy loop), `forward` (upstream request/response headers) and `outcome`
-//! (errors, metrics, access log).
+//! in `admission` (request phase), `cache` (the edge cache's phases, after admission),
+//! `upstream` (peer choice, breaker, retries: every try of pingora's proxy loop), `forward`
+//! (upstream request/response headers) and `outcome` (errors, metrics, access log).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::admission::{self, Stop};
+use crate::cache::EdgeCache;
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
 use crate::{forward, intake, outcome, respond};
@@ -37,6 +40,59 @@ impl ProxyHttp for Proxy {
             Err(Stop::Reject(r)) => respond::reject(session, ctx, &r).await.map(|_| true),
             Err(Stop::Answer(g)) => respond::send(session, ctx, g).await.map(|_| true),
         }
+    }
+
+    /// The edge cache, for GET and HEAD on routes that opted in: only now, after identity,
+    /// auth and rate limits admitted the request.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        self.state.cache.request(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        Ok(EdgeCache::key(session, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        EdgeCache::vary(meta, ctx, req)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(EdgeCache::hit(meta, is_fresh, ctx))
+    }
+
+    fn cache_miss(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        EdgeCache::miss(session, ctx);
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(EdgeCache::response(session, resp, ctx))
+    }
+
+    fn should_serve_stale(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        EdgeCache::serve_stale(&self.state, session, ctx, error)
     }
 
     /// Counts the body as it is read: a body beyond what can be replayed is never retried.
@@ -114,13 +170,15 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    /// Every response, proxied or served from the cache.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        respond::finish_headers(resp, ctx)
+        respond::finish_headers(resp, ctx)?;
+        EdgeCache::stamp(session, resp, ctx)
     }
 
     async fn fail_to_proxy(

@@ -115,6 +115,7 @@ pub async fn send(
 ) -> pingora::Result<()> {
     let mut resp = g.header()?;
     finish_headers(&mut resp, ctx)?;
+    crate::cache::EdgeCache::stamp(session, &mut resp, ctx)?;
     ctx.answer.status = g.status;
     ctx.answer.reason = Some(g.reason);
     ctx.answer.bytes_sent = g.body.len();

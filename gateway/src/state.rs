@@ -26,6 +26,8 @@ pub struct State {
     pub replicated: crate::replication::Replicated,
     /// The status page's rolling windows and records (process-wide, so a reload keeps them).
     pub status: crate::status::Status,
+    /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
+    pub cache: &'static crate::cache::EdgeCache,
 }
 
 impl State {
@@ -73,6 +75,11 @@ impl State {
         match built {
             Ok(next) => {
                 self.replicated.configure(&next.config);
+                if next.config.cache != self.cache.settings {
+                    log::warn!(
+                        "[cache] changed: memory and lock_timeout take effect at the next restart"
+                    );
+                }
                 self.snapshot.store(Arc::new(next));
                 self.start_background();
                 self.status.reloaded(Ok(()));

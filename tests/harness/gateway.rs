@@ -16,6 +16,13 @@ pub struct Gateway {
     child: Option<Child>,
 }
 
+/// The admin token of tests that use the admin API's writes.
+pub const ADMIN_TEST_TOKEN: &str = "admin-test-token-0123456789abcdef";
+
+/// `[admin] token` for [`ADMIN_TEST_TOKEN`]: append it right after `server_section`, whose
+/// text ends inside `[admin]`.
+pub const ADMIN_TOKEN_LINE: &str = "token = \"admin-test-token-0123456789abcdef\"\n\n";
+
 pub fn server_section(port: u16, admin: u16, extra: &str) -> String {
     format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\ngrace_period = \"3s\"\n{extra}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n")
 }
@@ -138,6 +145,24 @@ impl Gateway {
         body: &[u8],
     ) -> Response {
         request(self.port, method, target, headers, body)
+    }
+
+    /// `POST path` on the admin listener with a JSON body.
+    /// An admin API write, with the bearer credential of [`ADMIN_TEST_TOKEN`] (configure it
+    /// with [`ADMIN_TOKEN_LINE`] right after `server_section`).
+    pub fn admin_post(&self, path: &str, body: &str) -> Option<Response> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .ok()?;
+        read_response(&mut BufReader::new(stream), "POST")
     }
 
     pub fn admin_get(&self, path: &str) -> Option<Response> {

@@ -14,6 +14,7 @@ mod backend;
 mod browser;
 mod client;
 mod gateway;
+mod origin;
 mod replicas;
 
 // Each test file uses its own part of the harness.
@@ -25,6 +26,8 @@ pub use browser::*;
 pub use client::*;
 #[allow(unused_imports)]
 pub use gateway::*;
+#[allow(unused_imports)]
+pub use origin::*;
 #[allow(unused_imports)]
 pub use replicas::*;
 

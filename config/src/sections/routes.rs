@@ -147,6 +147,9 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
     };
     let signed_field = s.get("signed_urls");
     let signed = signed_field.as_ref().map(|f| signed_urls(f, d));
+    let cache = s
+        .get("cache")
+        .map(|f| crate::sections::cache::route_cache(&f, d));
     if auth == Some(AuthMode::None) {
         let pointless = "has no effect on a route with auth = \"none\"";
         if let (Some(f), Some(_)) = (&sources_field, &auth_sources) {
@@ -169,6 +172,7 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
         retry_non_idempotent: retry_non_idempotent?,
         auth_sources: auth_sources?,
         signed_urls: signed.optional()?,
+        cache: cache.optional()?,
     })
 }
 

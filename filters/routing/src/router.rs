@@ -168,6 +168,7 @@ mod tests {
             retry_non_idempotent: false,
             auth_sources: vec![],
             signed_urls: None,
+            cache: None,
         }
     }
 

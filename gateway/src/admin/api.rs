@@ -33,9 +33,10 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 const ISSUED_BEFORE_SLACK: u64 = 60;
 
 pub fn handles(path: &str) -> bool {
-    ["/revocations", "/bans"]
-        .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+    path == "/cache/purge"
+        || ["/revocations", "/bans"]
+            .iter()
+            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 pub async fn answer(request: &Request, state: &State) -> Answer {
@@ -55,6 +56,7 @@ pub async fn answer(request: &Request, state: &State) -> Answer {
         ("GET" | "HEAD", "bans", None) => list_bans(state),
         ("POST", "bans", None) => add_ban(request, state).await,
         ("DELETE", "bans", Some(client)) => delete_ban(&client, state).await,
+        ("POST", "cache", Some(what)) if what == "purge" => purge_cache(request, state),
         (_, _, Some(_)) if !write => Answer::error(404, "not_found", "no such resource"),
         _ => Answer::error(405, "method_not_allowed", "method not allowed here"),
     };
@@ -64,11 +66,24 @@ pub async fn answer(request: &Request, state: &State) -> Answer {
     answer
 }
 
+/// `POST /cache/purge` with `{"path": ...}` or `{"prefix": ...}`: 200 `{"purged": N}`.
+fn purge_cache(request: &Request, state: &State) -> Answer {
+    if request.body.len() > crate::cache::purge::MAX_BODY {
+        return Answer::error(413, "bad_request", "the body is too large");
+    }
+    let (status, body) = crate::cache::purge::run(state.cache.store(), &request.body);
+    Answer {
+        content_type: "application/json",
+        ..Answer::text(status, "")
+    }
+    .with_body(body.into_bytes())
+}
+
 fn count(state: &State, collection: &str, status: u16) {
-    let endpoint = if collection == "bans" {
-        "bans"
-    } else {
-        "revocations"
+    let endpoint = match collection {
+        "bans" => "bans",
+        "cache" => "cache",
+        _ => "revocations",
     };
     state
         .metrics

@@ -1,5 +1,5 @@
-//! The admin listener: `GET /healthz`, `/readyz`, `/metrics`. It runs on its own thread and
-//! runtime, apart from the proxy's listeners, so it keeps answering while the proxy drains
+//! The admin listener: `GET /healthz`, `/readyz`, `/metrics`, the status page, and the admin
+//! API (revocations, bans, `POST /cache/purge`). It runs on its own thread and runtime, apart from the proxy's listeners, so it keeps answering while the proxy drains
 //! (`/readyz` says 503 then, which is what a load balancer needs to see). It also owns the
 //! SIGHUP handler, so a reload never competes with proxy workers.
 //!

@@ -100,6 +100,17 @@ impl Attempt {
         self.refusal.take()
     }
 
+    /// The answer decided before a try, left in place.
+    pub fn peek_refusal(&self) -> Option<&Rejection> {
+        self.refusal.as_ref()
+    }
+
+    /// An answer pingora consumed before the upstream-response phase (a 5xx the edge cache
+    /// answered with a stale copy instead): recorded with the breaker and in the accounting.
+    pub fn record_answer(&mut self, state: &State, status: u16) {
+        self.end(state, Ended::Answered(status));
+    }
+
     /// Counts request body bytes as pingora reads them (`request_body_filter`).
     pub fn body_read(&mut self, bytes: usize) {
         self.body_bytes = self.body_bytes.saturating_add(bytes);

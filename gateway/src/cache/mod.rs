@@ -1,0 +1,246 @@
+//! The edge cache, on pingora-cache and the `ProxyHttp` cache phases.
+//!
+//! A request reaches the cache only after the request phase admitted it (identity, route,
+//! auth, rate limit): pingora runs `request_filter` before any cache phase, hit or miss. Then:
+//!
+//! | pingora phase | here | decides |
+//! |---|---|---|
+//! | `request_cache_filter` | [`EdgeCache::request`] | route opted in, GET/HEAD, not an upgrade; enables the store, lock, predictor |
+//! | `cache_key_callback` | [`key::primary`] | the key (host, scheme, upstream target, route `vary`) |
+//! | `cache_vary_filter` | [`key::variance`] | the upstream's `Vary` |
+//! | `cache_hit_filter` | [`EdgeCache::hit`] | a credentialed request may use this stored answer? |
+//! | `cache_miss` | [`EdgeCache::miss`] | notes the kind of miss |
+//! | `response_cache_filter` | [`policy::decide`] | store it? (RFC 9111 and the credential rule) |
+//! | `should_serve_stale` | [`EdgeCache::serve_stale`] | stale-while-revalidate, stale-if-error |
+//! | `response_filter` | [`EdgeCache::stamp`] | `Cache-Status` |
+//! | `logging` | [`EdgeCache::record`] | `portcullis_cache_requests_total`, the log's `cache` |
+//!
+//! Stampedes: pingora's cache lock lets one request per key fetch while the others wait (up to
+//! `[cache] lock_timeout`) and then read what it stored. Ranges: pingora fetches whole objects
+//! (it drops `Range` and validators upstream) and answers 206 from the store; an object over
+//! `max_object_size` streams through unstored, and its URL is remembered (pingora's predictor,
+//! bounded) so later requests for it bypass the cache and their `Range` reaches the upstream.
+
+mod key;
+mod policy;
+pub mod purge;
+mod status;
+mod store;
+
+use std::time::SystemTime;
+
+use pingora::cache::key::HashBinary;
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::predictor::Predictor;
+use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, RespCacheable};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use portcullis_config::CacheSettings;
+
+use crate::ctx::RequestCtx;
+use crate::metrics::Metrics;
+use crate::state::State;
+pub use store::Store;
+
+/// URLs remembered as uncacheable (too large, or never storable): 16 shards of this many.
+const PREDICTOR_SHARD_CAPACITY: usize = 1024;
+
+/// What the cache did for one request (`RequestCtx::cache`).
+#[derive(Debug, Default)]
+pub struct CacheState {
+    /// The cache was enabled for this request (the route opted in and the request qualifies).
+    pub enabled: bool,
+    /// Why a request on a cached route did not use the cache.
+    pub bypass: Option<&'static str>,
+    /// The request carried credentials (`policy::credentialed`).
+    pub credentialed: bool,
+    /// A stored answer was found: fresh (true) or stale (false).
+    pub found: Option<bool>,
+    /// A stored answer existed for the URL but not for this request's `Vary` values.
+    pub vary_miss: bool,
+    /// A stored answer was found but this request may not use it.
+    pub forced: Option<&'static str>,
+    /// Why the upstream's answer was not stored.
+    pub not_stored: Option<&'static str>,
+    /// A stale copy was served: the upstream's status, if it answered.
+    pub stale_status: Option<u16>,
+    /// A stale copy was served: what failed.
+    pub stale_cause: Option<&'static str>,
+    /// The predictor remembered the URL as uncacheable: no lookup was made.
+    pub bypassed: bool,
+    /// `cache_vary_filter` ran during the lookup.
+    vary_looked_up: bool,
+}
+
+/// The process-wide cache: one store, lock and predictor for every snapshot, sized once at
+/// start (a reload keeps what is stored).
+pub struct EdgeCache {
+    store: Store,
+    lock: CacheLock,
+    predictor: Predictor<16>,
+    /// The `[cache]` section it was built from.
+    pub settings: CacheSettings,
+}
+
+impl EdgeCache {
+    /// Builds the cache and gives it the `'static` life pingora's cache phases need; it lives
+    /// as long as the process.
+    pub fn start(settings: &CacheSettings, metrics: &Metrics) -> &'static EdgeCache {
+        Box::leak(Box::new(EdgeCache {
+            store: Store::new(settings.memory, metrics.cache_bytes.clone()),
+            lock: CacheLock::new(settings.lock_timeout),
+            predictor: Predictor::new(
+                PREDICTOR_SHARD_CAPACITY,
+                Some(policy::reason_belongs_to_the_request),
+            ),
+            settings: settings.clone(),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `request_cache_filter`: enables the cache for GET and HEAD on a route that opted in.
+    pub fn request(&'static self, session: &mut Session, ctx: &mut RequestCtx) {
+        let Some(policy) = ctx.target.route.as_ref().and_then(|r| r.cache.as_ref()) else {
+            return;
+        };
+        let req = session.req_header();
+        if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
+            ctx.cache.bypass = Some("method");
+            return;
+        }
+        if session.is_upgrade_req() {
+            ctx.cache.bypass = Some("upgrade");
+            return;
+        }
+        let max_object_size = policy.max_object_size;
+        ctx.cache.credentialed = policy::credentialed(req, ctx);
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(self.settings.lock_timeout);
+        let lock: &'static CacheKeyLockImpl = &self.lock;
+        session.cache.enable(
+            &self.store,
+            None,
+            Some(&self.predictor),
+            Some(lock),
+            Some(overrides),
+        );
+        session.cache.set_max_file_size_bytes(max_object_size);
+        ctx.cache.enabled = true;
+    }
+
+    /// `cache_key_callback`.
+    pub fn key(session: &Session, ctx: &RequestCtx) -> CacheKey {
+        key::primary(session.req_header(), ctx)
+    }
+
+    /// `cache_vary_filter`.
+    pub fn vary(meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+        if ctx.cache.found.is_none() && ctx.answer.status == 0 {
+            ctx.cache.vary_looked_up = true;
+        }
+        key::variance(meta, req)
+    }
+
+    /// `cache_hit_filter`: a credentialed request is served a stored answer only if the
+    /// upstream marked it shareable; otherwise it goes to the upstream as a miss.
+    pub fn hit(meta: &CacheMeta, is_fresh: bool, ctx: &mut RequestCtx) -> Option<ForcedFreshness> {
+        ctx.cache.found = Some(is_fresh);
+        if ctx.cache.credentialed && !policy::shareable(meta.response_header()) {
+            ctx.cache.forced = Some("credentialed");
+            ctx.cache.found = None;
+            return Some(ForcedFreshness::ForceMiss);
+        }
+        None
+    }
+
+    /// `cache_miss`.
+    pub fn miss(session: &mut Session, ctx: &mut RequestCtx) {
+        if ctx.cache.found.is_none() && ctx.cache.vary_looked_up && ctx.cache.forced.is_none() {
+            ctx.cache.vary_miss = true;
+        }
+        session.cache.cache_miss();
+    }
+
+    /// `response_cache_filter`.
+    pub fn response(
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> RespCacheable {
+        ctx.cache.bypassed = session.cache.bypassing();
+        let Some(policy) = ctx.target.route.as_ref().and_then(|r| r.cache.as_ref()) else {
+            return RespCacheable::Uncacheable(pingora::cache::NoCacheReason::NeverEnabled);
+        };
+        let decision = policy::decide(resp, policy, ctx.cache.credentialed, SystemTime::now());
+        if let RespCacheable::Uncacheable(pingora::cache::NoCacheReason::Custom(why)) = &decision {
+            ctx.cache.not_stored = Some(why);
+        }
+        decision
+    }
+
+    /// `should_serve_stale`: during a revalidation (`error` is `None`) the stale copy is served
+    /// within its stale-while-revalidate window; after a failure, within stale-if-error, for
+    /// anything the upstream side did (refused connection, timeout, 5xx, an open circuit, the
+    /// retry deadline) but never for the client's own faults. pingora has checked the window.
+    pub fn serve_stale(
+        state: &State,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        let Some(e) = error else {
+            return true;
+        };
+        if *e.esource() == ErrorSource::Downstream {
+            return false;
+        }
+        let (cause, status) = match e.etype() {
+            ErrorType::HTTPStatus(code) => ("upstream error", Some(*code)),
+            ErrorType::Custom("portcullis refusal") => match ctx.upstream.peek_refusal() {
+                Some(crate::error::Rejection::UpstreamUnavailable { .. }) => ("circuit open", None),
+                _ => ("upstream timeout", None),
+            },
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => {
+                ("upstream timeout", None)
+            }
+            _ => ("upstream unreachable", None),
+        };
+        if let Some(code) = status {
+            // pingora serves the stale copy before the answer reaches the upstream-response
+            // phase: the breaker and the accounting still hear of it.
+            ctx.upstream.record_answer(state, code);
+        }
+        let _ = session;
+        ctx.cache.stale_cause = Some(cause);
+        ctx.cache.stale_status = status;
+        true
+    }
+
+    /// `response_filter` (hits and misses alike) and generated answers: `Cache-Status` on
+    /// every response of a cached route.
+    pub fn stamp(session: &Session, resp: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+        if ctx.target.route.as_ref().is_none_or(|r| r.cache.is_none()) {
+            return Ok(());
+        }
+        match status::header(&session.cache, &ctx.cache, resp.status.as_u16()) {
+            Some(value) => resp.insert_header("cache-status", value),
+            None => Ok(()),
+        }
+    }
+
+    /// `logging`: counts the request by result and returns the result for the access log.
+    pub fn record(state: &State, session: &Session, ctx: &RequestCtx) -> Option<&'static str> {
+        let route = ctx.target.route.as_ref().filter(|r| r.cache.is_some())?;
+        let result = status::result(&session.cache, &ctx.cache);
+        state
+            .metrics
+            .cache_requests
+            .with_label_values(&[route.name.as_str(), result])
+            .inc();
+        Some(result)
+    }
+}
