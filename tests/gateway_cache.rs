@@ -125,6 +125,13 @@ fn a_miss_is_stored_and_then_served_from_the_cache_with_every_header() {
     assert_eq!(origin.hits(), 4);
     // Routes without `cache` say nothing about it.
     assert!(gw.get("/elsewhere").header("cache-status").is_none());
+    // A HEAD miss fetches and stores the whole GET answer.
+    let head_first = gw.request("HEAD", "/api/music/head", &[], b"");
+    assert!(head_first.body.is_empty() && cache_status(&head_first).contains("stored"));
+    assert_eq!(origin.requests().last().unwrap().method, "GET");
+    let after_head = gw.get("/api/music/head");
+    assert_eq!(text(&after_head), "/api/music/head#6");
+    assert!(cache_status(&after_head).contains("hit"));
 
     let count = |result: &str| {
         gw.metric(
@@ -138,7 +145,7 @@ fn a_miss_is_stored_and_then_served_from_the_cache_with_every_header() {
             count("hit"),
             count("miss"),
             count("bypass")
-        ) == (2.0, 3.0, 1.0)),
+        ) == (3.0, 4.0, 1.0)),
         "{:?}",
         (count("hit"), count("miss"), count("bypass"))
     );
@@ -150,11 +157,11 @@ fn a_miss_is_stored_and_then_served_from_the_cache_with_every_header() {
             .map(|l| l["cache"].as_str().unwrap_or("none").to_string())
             .collect()
     };
-    assert!(wait_until(Duration::from_secs(2), || logged().len() >= 6));
+    assert!(wait_until(Duration::from_secs(2), || logged().len() >= 8));
     let logged = logged();
     assert_eq!(
         logged,
-        ["miss", "hit", "hit", "miss", "miss", "bypass"],
+        ["miss", "hit", "hit", "miss", "miss", "bypass", "miss", "hit"],
         "the log's cache field"
     );
 }
