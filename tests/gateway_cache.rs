@@ -570,6 +570,14 @@ fn a_fill_goes_on_when_its_client_leaves_and_a_growing_body_streams_through() {
     let t = track.clone();
     let origin = Origin::start(move |req| {
         let headers = [("cache-control", "max-age=60")];
+        if req.path == "/api/music/big.json" {
+            // JSON without Content-Length, larger than max_object_size.
+            let headers = [
+                ("cache-control", "max-age=60"),
+                ("content-type", "application/json"),
+            ];
+            return OriginResponse::ok(vec![b' '; 300_000], &headers).chunked();
+        }
         if req.path == "/api/music/stream" {
             // A transcoder's pipe: no Content-Length, and more than max_object_size.
             let headers = [
@@ -600,6 +608,22 @@ fn a_fill_goes_on_when_its_client_leaves_and_a_growing_body_streams_through() {
     }));
     assert_eq!(origin.hits(), 1, "the fill finished without its client");
 
+    // Text of unknown length past max_object_size: pingora cuts the first fill at the limit
+    // (operations.md), then the URL is remembered and streams through whole.
+    let _cut = request_raw(gw.port, "/api/music/big.json");
+    let second = gw.get("/api/music/big.json");
+    assert_eq!(
+        (second.status, second.body.len()),
+        (200, 300_000),
+        "{:?}",
+        cache_status(&second)
+    );
+    assert!(
+        cache_status(&second).contains("fwd=bypass"),
+        "{:?}",
+        cache_status(&second)
+    );
+
     // Media of unknown length streams through whole, never stored.
     for _ in 0..2 {
         let r = gw.get("/api/music/stream");
@@ -615,6 +639,17 @@ fn a_fill_goes_on_when_its_client_leaves_and_a_growing_body_streams_through() {
             cache_status(&r)
         );
     }
+}
+
+/// One GET whose answer may be cut short: `None` when it is.
+fn request_raw(port: u16, target: &str) -> Option<Response> {
+    let mut s = connect(port, Duration::from_secs(5));
+    s.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .ok()?;
+    read_response(&mut BufReader::new(s), "GET")
 }
 
 #[test]
