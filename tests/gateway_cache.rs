@@ -901,3 +901,70 @@ fn the_memory_bound_holds_under_a_spray_of_distinct_urls() {
         "RSS grew from {first} KiB to {last} KiB: {rss:?}"
     );
 }
+
+/// curl over TLS with HTTP/2: (status line and headers lower-cased, body).
+fn curl_h2(port: u16, target: &str, range: Option<&str>) -> (String, Vec<u8>) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sk", "--http2", "-D", "-", "-o", "-"]);
+    if let Some(r) = range {
+        cmd.args(["-r", r]);
+    }
+    let out = cmd
+        .arg(format!("https://127.0.0.1:{port}{target}"))
+        .output()
+        .expect("curl");
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header section");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    (head, raw[split + 4..].to_vec())
+}
+
+#[test]
+fn hits_and_ranges_over_http2() {
+    let track: Vec<u8> = (0..50_000u32).map(|i| (i % 233) as u8).collect();
+    let t = track.clone();
+    let origin =
+        Origin::start(move |_| OriginResponse::ok(t.clone(), &[("cache-control", "max-age=60")]));
+    let (port, tls_port, admin) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\ntls_cert = \"gw.crt\"\ntls_key = \"gw.key\"\ngrace_period = \"3s\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n[[routes]]\nname = \"music\"\npath_prefix = \"/api/music\"\nupstream = \"app\"\ncache = {{}}\n",
+        origin.port
+    );
+    let gw = Gateway::start_with_files("cache-h2", port, admin, &config, &[], |dir| {
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("gw.key"))
+            .arg("-out")
+            .arg(dir.join("gw.crt"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success());
+    });
+    let (miss, body) = curl_h2(tls_port, "/api/music/t.mp3", None);
+    assert!(miss.starts_with("http/2 200"), "{miss}");
+    assert!(
+        miss.contains("cache-status: portcullis; fwd=uri-miss"),
+        "{miss}"
+    );
+    assert_eq!(body, track);
+    let (hit, body) = curl_h2(tls_port, "/api/music/t.mp3", None);
+    assert!(hit.contains("cache-status: portcullis; hit"), "{hit}");
+    assert!(hit.contains("strict-transport-security"), "{hit}");
+    assert_eq!(body, track);
+    let (ranged, body) = curl_h2(tls_port, "/api/music/t.mp3", Some("100-199"));
+    assert!(ranged.starts_with("http/2 206"), "{ranged}");
+    assert!(
+        ranged.contains("content-range: bytes 100-199/50000"),
+        "{ranged}"
+    );
+    assert_eq!(body, track[100..200].to_vec());
+    assert_eq!(origin.hits(), 1);
+    drop(gw);
+}
