@@ -51,6 +51,8 @@ const FAMILIES: &[&str] = &[
     "portcullis_suspicious_requests_total",
     "portcullis_https_redirects_total",
     "portcullis_config_reloads_total",
+    "portcullis_cache_requests_total",
+    "portcullis_cache_bytes",
 ];
 
 #[test]
@@ -191,7 +193,8 @@ fn a_live_scrape_after_traffic_passes_promtool_check_metrics() {
         + "[suspicious]\nmode = \"block\"\n\n"
         + "[[routes]]\nname = \"secure\"\npath_prefix = \"/secure\"\nupstream = \"app\"\n\n"
         + "[[routes]]\nname = \"tight\"\npath_prefix = \"/tight\"\nupstream = \"app\"\nauth = \"none\"\nrate_limit = \"tight\"\n\n"
-        + "[[routes]]\nname = \"gone\"\npath_prefix = \"/gone\"\nupstream = \"gone\"\nauth = \"none\"\n";
+        + "[[routes]]\nname = \"gone\"\npath_prefix = \"/gone\"\nupstream = \"gone\"\nauth = \"none\"\n\n"
+        + "[[routes]]\nname = \"cached\"\npath_prefix = \"/cached\"\nupstream = \"app\"\nauth = \"none\"\ncache = {}\n";
     let gw = Gateway::start("metrics", port, admin, &config, &[("E2E_SECRET", secret)]);
     gw.get("/secure/x");
     gw.request(
@@ -206,6 +209,8 @@ fn a_live_scrape_after_traffic_passes_promtool_check_metrics() {
     for _ in 0..3 {
         gw.get("/gone/x");
     }
+    gw.get("/cached/x");
+    gw.get("/cached/x");
     gw.reload(&config);
     assert!(wait_until(std::time::Duration::from_secs(10), || {
         gw.metric("portcullis_config_reloads_total", &[("result", "success")]) >= 1.0
