@@ -105,35 +105,19 @@ fn serve(
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let mut parts = line.split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
+        let Some(head) = read_head(&line, &mut reader) else {
+            return;
+        };
+        let (method, target, length) = (head.method, head.target, head.length);
         let mut headers = serde_json::Map::new();
         let mut list = Vec::new();
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                if k == "content-length" {
-                    length = v.parse().unwrap_or(0);
-                }
-                list.push(serde_json::json!([k.clone(), v.clone()]));
-                let joined = match headers.get(&k).and_then(|x| x.as_str()) {
-                    Some(prev) => format!("{prev}, {v}"),
-                    None => v,
-                };
-                headers.insert(k, joined.into());
-            }
+        for (k, v) in head.headers {
+            list.push(serde_json::json!([k.clone(), v.clone()]));
+            let joined = match headers.get(&k).and_then(|x| x.as_str()) {
+                Some(prev) => format!("{prev}, {v}"),
+                None => v,
+            };
+            headers.insert(k, joined.into());
         }
         let mut body = vec![0; length];
         if reader.read_exact(&mut body).is_err() {
@@ -225,4 +209,45 @@ impl Drop for Switchable {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A request's head as the loopback servers of the harness read it: the request line's
+/// method and target, the fields (names lower-cased), and the body's `Content-Length`.
+pub(super) struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub length: usize,
+}
+
+/// Reads the fields after the request line `line`; `None` when the connection ends first.
+pub(super) fn read_head(line: &str, reader: &mut impl BufRead) -> Option<RequestHead> {
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "content-length" {
+                length = v.parse().unwrap_or(0);
+            }
+            headers.push((k, v));
+        }
+    }
+    Some(RequestHead {
+        method,
+        target,
+        headers,
+        length,
+    })
 }

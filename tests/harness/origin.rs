@@ -167,28 +167,11 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<OriginRequest>>, stop: &AtomicBool, h
             }
         }
         conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        let mut length = 0;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                if k == "content-length" {
-                    length = v.parse().unwrap_or(0);
-                }
-                headers.push((k, v));
-            }
-        }
+        let Some(head) = super::backend::read_head(&line, &mut reader) else {
+            return;
+        };
+        let (method, target, headers, length) =
+            (head.method, head.target, head.headers, head.length);
         let mut body = vec![0; length];
         if reader.read_exact(&mut body).is_err() {
             return;
