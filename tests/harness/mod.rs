@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 mod backend;
 mod browser;
+mod cached;
 mod client;
 mod gateway;
 mod origin;
@@ -22,6 +23,8 @@ mod replicas;
 pub use backend::*;
 #[allow(unused_imports)]
 pub use browser::*;
+#[allow(unused_imports)]
+pub use cached::*;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
