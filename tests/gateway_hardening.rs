@@ -10,25 +10,14 @@ mod harness;
 use std::io::{BufReader, Write};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use harness::*;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde_json::json;
 
 const SECRET: &str = "hardening-e2e-secret-0123456789abcdef";
 
 fn token(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "iat": now, "exp": now + 600}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    hs256_token(sub, SECRET)
 }
 
 /// A gateway with a protected `/api/images`, an optional `/api/music`, a public catch-all,

@@ -210,16 +210,7 @@ const REDIS_PASSWORD: &str = "redis-pass-q7w8e9";
 const LEAKY: &str = "leaky-env-value-4d3c2b1a";
 
 fn hs256(sub: &str, key: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "iat": now, "exp": now + 600}),
-        &EncodingKey::from_secret(key.as_bytes()),
-    )
-    .unwrap()
+    hs256_token(sub, key)
 }
 
 #[test]

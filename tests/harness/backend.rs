@@ -31,15 +31,7 @@ impl Backend {
     }
 
     fn start_at(name: &str, port: u16, delay: Duration, extra: &[(&str, &str)]) -> Backend {
-        let mut bound = TcpListener::bind(("127.0.0.1", port));
-        for _ in 0..100 {
-            if bound.is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            bound = TcpListener::bind(("127.0.0.1", port));
-        }
-        let listener = bound.expect("bind the backend");
+        let listener = super::bind_loopback(port, "backend");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));

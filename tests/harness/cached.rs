@@ -3,27 +3,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde_json::json;
 
 use super::*;
 
 pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123456789";
 
 pub fn bearer(sub: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let token = encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "iat": now, "exp": now + 600}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
-    format!("Bearer {token}")
+    format!("Bearer {}", super::hs256_token(sub, SECRET))
 }
 
 /// A gateway with `[cache]` (`cache_section`), one upstream `app` at `origin`, the cached

@@ -63,6 +63,34 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Binds a loopback listener on `port` (0: any), retrying for up to 2 s while a previous
+/// owner of the port lets go of it (a backend brought back where a stopped one listened).
+pub fn bind_loopback(port: u16, what: &str) -> TcpListener {
+    let mut bound = TcpListener::bind(("127.0.0.1", port));
+    for _ in 0..100 {
+        if bound.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        bound = TcpListener::bind(("127.0.0.1", port));
+    }
+    bound.unwrap_or_else(|e| panic!("bind the {what} on {port}: {e}"))
+}
+
+/// An HS256 token for `sub` signed with `secret`, issued now and valid for 10 minutes.
+pub fn hs256_token(sub: &str, secret: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": sub, "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("an HS256 token")
+}
+
 pub fn wait_until(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -3,7 +3,7 @@
 //! closes the listener and every connection, like a backend that stopped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,15 +93,7 @@ impl Origin {
         port: u16,
         handler: impl Fn(&OriginRequest) -> OriginResponse + Send + Sync + 'static,
     ) -> Origin {
-        let mut bound = TcpListener::bind(("127.0.0.1", port));
-        for _ in 0..100 {
-            if bound.is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            bound = TcpListener::bind(("127.0.0.1", port));
-        }
-        let listener = bound.expect("bind the origin");
+        let listener = super::bind_loopback(port, "origin");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
