@@ -66,6 +66,19 @@ fn request_shape(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
     if ctx.client.host.is_none() && req.version != http::Version::HTTP_10 {
         return Err(Rejection::BadRequest("the request names no host".into()).into());
     }
+    if req.version == http::Version::HTTP_2 {
+        let authority = ctx.client.authority.as_deref();
+        let disagree = req.headers.get_all(HOST).iter().any(|h| match h.to_str() {
+            Ok(h) => authority != Some(normalize_authority(h, ctx.client.https).as_str()),
+            Err(_) => true,
+        });
+        if disagree {
+            return Err(Rejection::BadRequest(
+                "the Host header names another site than :authority".into(),
+            )
+            .into());
+        }
+    }
     if let Some(name) = ctx.snapshot.client_headers.refused(&req.headers) {
         return Err(Rejection::BadRequest(format!(
             "header names with `_` are not accepted here ({name})"
@@ -285,7 +298,13 @@ async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) ->
         } else {
             server_hosts.as_slice()
         };
-        if cross_site_refused(&req.method, &req.headers, hosts, ctx.snapshot.cors.as_ref()) {
+        if cross_site_refused(
+            &req.method,
+            session.is_upgrade_req(),
+            &req.headers,
+            hosts,
+            ctx.snapshot.cors.as_ref(),
+        ) {
             return Err(Rejection::Forbidden {
                 message: "a request authenticated by a cookie must come from this site's own pages"
                     .into(),
@@ -445,6 +464,7 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
         .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
             a.ip()
         });
+    ctx.client.peer = portcullis_routing::client_ip::canonical(peer);
     let trusted = &ctx.snapshot.trusted;
     ctx.client.peer_trusted = trusted.contains(peer);
     ctx.client.ip = trusted.client_ip(
@@ -461,12 +481,53 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
                 .headers
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
-    let host = req
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host());
-    ctx.client.host = host.map(host_without_port);
+    ctx.client.authority = raw_authority(req).map(|a| normalize_authority(a, ctx.client.https));
+    ctx.client.host = ctx.client.authority.as_deref().map(host_without_port);
+}
+
+/// The request's authority as sent: `:authority` over h2 (RFC 9113 section 8.3.1; a `Host`
+/// beside it must agree, `request_shape`), `Host` over HTTP/1 (RFC 9112 section 3.2; an
+/// absolute-form target's authority equals it, the intake sees to that).
+fn raw_authority(req: &pingora::http::RequestHeader) -> Option<&str> {
+    let host = || req.headers.get(HOST).and_then(|h| h.to_str().ok());
+    let target = || req.uri.authority().map(|a| a.as_str());
+    if req.version == http::Version::HTTP_2 {
+        target().or_else(host)
+    } else {
+        host().or_else(target)
+    }
+}
+
+/// An authority in its one spelling (RFC 3986 section 6.2.3): lower case, no empty port, and
+/// no port when it is the scheme's default (80, or 443 over HTTPS), so `Example.com:443` and
+/// `example.com` over HTTPS are one site to routing, the cache key and the upstream alike.
+pub fn normalize_authority(raw: &str, https: bool) -> String {
+    let raw = raw.trim();
+    let (host, port) = match raw.rsplit_once(':') {
+        // `[v6]` alone has colons but no port.
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            (host, Some(port))
+        }
+        _ => (raw, None),
+    };
+    let mut out = host.to_ascii_lowercase();
+    let default = if https { 443 } else { 80 };
+    match port.map(|p| (p, p.parse::<u16>())) {
+        None | Some(("", _)) => {}
+        Some((_, Ok(n))) if n == default => {}
+        Some((_, Ok(n))) => {
+            out.push(':');
+            out.push_str(&n.to_string());
+        }
+        Some((text, Err(_))) => {
+            out.push(':');
+            out.push_str(text);
+        }
+    }
+    out
 }
 
 /// `Host` lower-cased without its port (`[v6]:port` keeps the brackets' content).
@@ -523,7 +584,26 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_without_port;
+    use super::{host_without_port, normalize_authority};
+
+    #[test]
+    fn authorities_have_one_spelling() {
+        for (raw, https, want) in [
+            ("Music.Example.com", false, "music.example.com"),
+            ("music.example.com:80", false, "music.example.com"),
+            ("music.example.com:443", true, "music.example.com"),
+            ("music.example.com:443", false, "music.example.com:443"),
+            ("music.example.com:8080", true, "music.example.com:8080"),
+            ("music.example.com:0080", false, "music.example.com"),
+            ("music.example.com:", false, "music.example.com"),
+            ("[::1]", false, "[::1]"),
+            ("[::1]:80", false, "[::1]"),
+            ("[::1]:8443", true, "[::1]:8443"),
+            ("127.0.0.1:8080", false, "127.0.0.1:8080"),
+        ] {
+            assert_eq!(normalize_authority(raw, https), want, "{raw} {https}");
+        }
+    }
 
     #[test]
     fn hosts_lose_their_port_and_case() {

@@ -39,12 +39,18 @@ pub struct RequestCtx {
 pub struct Client {
     pub request_id: String,
     pub ip: IpAddr,
+    /// The connection's peer (the client, or the trusted proxy in front of it).
+    pub peer: IpAddr,
     /// The peer is a trusted proxy (its X-Forwarded-* headers are believed).
     pub peer_trusted: bool,
     /// The request arrived over TLS, directly or per a trusted proxy's X-Forwarded-Proto.
     pub https: bool,
     /// Lower-cased Host without port.
     pub host: Option<String>,
+    /// The one reading of the request's authority (`:authority` over h2, `Host` over
+    /// HTTP/1): lower-cased, the scheme's default port left out. Routing sees its host; the
+    /// upstream's `Host`, `X-Forwarded-Host` and the cache key are this.
+    pub authority: Option<String>,
 }
 
 /// Where the request goes, once routed.
@@ -99,9 +105,11 @@ impl RequestCtx {
             client: Client {
                 request_id: String::new(),
                 ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 peer_trusted: false,
                 https: false,
                 host: None,
+                authority: None,
             },
             target: Target::default(),
             identity: Identity::default(),

@@ -1,7 +1,7 @@
 //! What the upstream sees and what comes back: the rewritten target, forwarding headers,
 //! injected headers, and hop-by-hop headers dropped both ways (RFC 9110 section 7.6.1).
 
-use http::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST};
 use http::Uri;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -56,30 +56,10 @@ pub fn upstream_request(
     }
     strip_credentials(req, ctx);
 
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| portcullis_routing::client_ip::canonical(a.ip()));
-    let peer_text = peer.map_or_else(|| ctx.client.ip.to_string(), |ip| ip.to_string());
-    // A trusted proxy's chain is extended; anyone else's is replaced, so a client cannot
-    // plant addresses for the backend to believe.
-    let forwarded_for = match (ctx.client.peer_trusted, joined(req, X_FORWARDED_FOR)) {
-        (true, Some(chain)) => format!("{chain}, {peer_text}"),
-        _ => peer_text,
-    };
+    let forwarded_for = forwarded_for(&req.headers, ctx);
     set(req, X_FORWARDED_FOR, &forwarded_for)?;
-    let proto = if ctx.client.https { "https" } else { "http" };
-    set(req, X_FORWARDED_PROTO, proto)?;
-    let client_host = req
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    let forwarded_host = match (ctx.client.peer_trusted, joined(req, X_FORWARDED_HOST)) {
-        (true, Some(h)) => Some(h),
-        _ => client_host,
-    };
-    match forwarded_host {
+    set(req, X_FORWARDED_PROTO, forwarded_proto(ctx))?;
+    match forwarded_host(&req.headers, ctx) {
         Some(h) => set(req, X_FORWARDED_HOST, &h)?,
         None => {
             req.remove_header(X_FORWARDED_HOST);
@@ -93,16 +73,113 @@ pub fn upstream_request(
     for (name, value) in &ctx.identity.forward_headers {
         req.append_header(name.clone(), value.clone())?;
     }
+    if let Some(host) = upstream_host(ctx) {
+        if req
+            .headers
+            .get(HOST)
+            .is_none_or(|h| h.as_bytes() != host.as_bytes())
+        {
+            let value = HeaderValue::from_str(host)
+                .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid host"))?;
+            req.insert_header(HOST, value)?;
+        }
+    }
     if let Some(pool) = ctx.upstream.pool() {
         for (name, value) in &pool.config.request_headers {
             req.insert_header(name.clone(), value.clone())?;
         }
-        // A TLS upstream is a different site (TopMediai): it expects its own name as Host.
-        if pool.config.tls {
-            req.insert_header(HOST, pool.config.sni.as_str())?;
-        }
     }
     Ok(())
+}
+
+/// The value of `name` in the request as [`upstream_request`] forwards it (every value
+/// joined by `, `; empty when it sends none), read from the client's request without
+/// building the upstream one. The edge cache keys variants on it: a backend's answer varies
+/// on what the backend saw, which for the headers the gateway writes (claims, forwarding
+/// headers, injected keys, `Host`) or removes (hop-by-hop, spoofed copies, unverified
+/// credentials) is not what the client sent.
+pub fn forwarded_value(req: &RequestHeader, ctx: &RequestCtx, name: &HeaderName) -> Vec<u8> {
+    if let Some(pool) = ctx.upstream.pool() {
+        if let Some((_, value)) = pool.config.request_headers.iter().find(|(n, _)| n == name) {
+            return value.as_bytes().to_vec();
+        }
+    }
+    if name == HOST {
+        return upstream_host(ctx).unwrap_or_default().as_bytes().to_vec();
+    }
+    match name.as_str() {
+        X_FORWARDED_FOR => return forwarded_for(&req.headers, ctx).into_bytes(),
+        X_FORWARDED_PROTO => return forwarded_proto(ctx).as_bytes().to_vec(),
+        X_FORWARDED_HOST => {
+            return forwarded_host(&req.headers, ctx)
+                .unwrap_or_default()
+                .into_bytes()
+        }
+        X_REAL_IP => return ctx.client.ip.to_string().into_bytes(),
+        X_REQUEST_ID => return ctx.client.request_id.clone().into_bytes(),
+        _ => {}
+    }
+    let claims = ctx
+        .identity
+        .forward_headers
+        .iter()
+        .filter(|(n, _)| n == name);
+    let mut out = joined_values(claims.map(|(_, v)| v));
+    if !out.is_empty() {
+        return out;
+    }
+    // The edge cache never serves upgrades, so hop-by-hop is read as for a plain request.
+    let removed = hop_by_hop(&req.headers, false).contains(name)
+        || ctx
+            .snapshot
+            .client_headers
+            .to_remove(&req.headers, ctx.client.peer_trusted)
+            .contains(name);
+    if removed || (name == AUTHORIZATION && !keeps_authorization(ctx)) {
+        return out;
+    }
+    if name == COOKIE {
+        if let Some(kept) = forwarded_cookies(&req.headers, ctx) {
+            return joined_values(kept.iter());
+        }
+    }
+    out = joined_values(req.headers.get_all(name).iter());
+    out
+}
+
+/// The `Host` the upstream receives: a TLS upstream's own name (TopMediai expects it), else
+/// the request's one authority reading.
+fn upstream_host(ctx: &RequestCtx) -> Option<&str> {
+    match ctx.upstream.pool() {
+        Some(pool) if pool.config.tls => Some(pool.config.sni.as_str()),
+        _ => ctx.client.authority.as_deref(),
+    }
+}
+
+/// A trusted proxy's chain is extended; anyone else's is replaced, so a client cannot plant
+/// addresses for the backend to believe.
+fn forwarded_for(headers: &HeaderMap, ctx: &RequestCtx) -> String {
+    let peer = ctx.client.peer.to_string();
+    match (ctx.client.peer_trusted, joined(headers, X_FORWARDED_FOR)) {
+        (true, Some(chain)) => format!("{chain}, {peer}"),
+        _ => peer,
+    }
+}
+
+fn forwarded_proto(ctx: &RequestCtx) -> &'static str {
+    if ctx.client.https {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// A trusted proxy's `X-Forwarded-Host`, else the request's authority.
+fn forwarded_host(headers: &HeaderMap, ctx: &RequestCtx) -> Option<String> {
+    match (ctx.client.peer_trusted, joined(headers, X_FORWARDED_HOST)) {
+        (true, Some(h)) => Some(h),
+        _ => ctx.client.authority.clone(),
+    }
 }
 
 /// Drops hop-by-hop headers from the upstream's answer (a 101 keeps its upgrade headers).
@@ -117,48 +194,83 @@ pub fn upstream_response(resp: &mut ResponseHeader) {
 /// `[jwt] forward_credentials = false`: a token in another source went unchecked (the first
 /// present source is the credential), and a signed URL's request checks no token at all.
 fn strip_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
-    let Some(kind) = ctx.identity.credential else {
-        return;
-    };
-    let forward = ctx
-        .snapshot
-        .config
-        .jwt
-        .as_ref()
-        .is_none_or(|jwt| jwt.forward_credentials);
-    let keep_header = kind == CredentialKind::Header && forward;
-    let keep_cookies = kind == CredentialKind::Cookie && forward;
-    if !keep_header {
+    if !keeps_authorization(ctx) {
         req.remove_header(&AUTHORIZATION);
     }
-    let Some(route) = &ctx.target.route else {
-        return;
-    };
-    if keep_cookies {
-        return;
-    }
-    for source in &route.auth_sources {
-        let TokenSource::Cookie(name) = source else {
-            continue;
-        };
-        if let Some(kept) = strip_cookie(&req.headers, name) {
-            req.remove_header(&COOKIE);
-            for value in kept {
-                // Appending a valid value to a fresh name cannot fail.
-                let _ = req.append_header(COOKIE, value);
-            }
+    if let Some(kept) = forwarded_cookies(&req.headers, ctx) {
+        req.remove_header(&COOKIE);
+        for value in kept {
+            // Appending a valid value to a fresh name cannot fail.
+            let _ = req.append_header(COOKIE, value);
         }
     }
 }
 
-fn joined(req: &RequestHeader, name: &str) -> Option<String> {
-    let values: Vec<&str> = req
-        .headers
+fn forwards_credentials(ctx: &RequestCtx) -> bool {
+    ctx.snapshot
+        .config
+        .jwt
+        .as_ref()
+        .is_none_or(|jwt| jwt.forward_credentials)
+}
+
+/// Whether the client's `Authorization` goes upstream: yes unless something else (or it,
+/// with `forward_credentials = false`) authenticated the request.
+fn keeps_authorization(ctx: &RequestCtx) -> bool {
+    match ctx.identity.credential {
+        None => true,
+        Some(kind) => kind == CredentialKind::Header && forwards_credentials(ctx),
+    }
+}
+
+/// The `Cookie` fields to send in place of the client's, when the route's token cookies must
+/// not reach the upstream; `None` leaves them as they are.
+fn forwarded_cookies(headers: &HeaderMap, ctx: &RequestCtx) -> Option<Vec<HeaderValue>> {
+    let kind = ctx.identity.credential?;
+    if kind == CredentialKind::Cookie && forwards_credentials(ctx) {
+        return None;
+    }
+    let route = ctx.target.route.as_ref()?;
+    let mut kept: Option<Vec<HeaderValue>> = None;
+    for source in &route.auth_sources {
+        let TokenSource::Cookie(name) = source else {
+            continue;
+        };
+        let stripped = match &kept {
+            None => strip_cookie(headers, name),
+            Some(values) => {
+                let mut fields = HeaderMap::new();
+                for value in values {
+                    fields.append(COOKIE, value.clone());
+                }
+                strip_cookie(&fields, name)
+            }
+        };
+        if stripped.is_some() {
+            kept = stripped;
+        }
+    }
+    kept
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn joined_values<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
 }
 
 fn set(req: &mut RequestHeader, name: &'static str, value: &str) -> Result<()> {

@@ -17,6 +17,7 @@ mod client;
 mod gateway;
 mod origin;
 mod replicas;
+mod websocket;
 
 // Each test file uses its own part of the harness.
 #[allow(unused_imports)]
@@ -33,6 +34,8 @@ pub use gateway::*;
 pub use origin::*;
 #[allow(unused_imports)]
 pub use replicas::*;
+#[allow(unused_imports)]
+pub use websocket::*;
 
 pub fn binary() -> PathBuf {
     let path = std::env::var_os("PORTCULLIS_BIN")

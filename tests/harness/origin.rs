@@ -14,6 +14,7 @@ pub struct OriginRequest {
     pub target: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl OriginRequest {
@@ -175,6 +176,7 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<OriginRequest>>, stop: &AtomicBool, h
             target,
             path,
             headers,
+            body,
         };
         seen.lock().unwrap().push(request.clone());
         let response = handler(&request);

@@ -9,7 +9,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
 use super::*;
 
-pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123456789";
+pub use super::cached::SECRET;
 pub const ADMIN_TOKEN: &str = "admin-token-e2e-0123456789abcdef";
 
 pub fn now() -> u64 {

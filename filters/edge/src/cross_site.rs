@@ -15,7 +15,11 @@
 //! can send anything, but it also holds the cookie itself, so nothing is forged.
 //!
 //! The rule, for unsafe methods only (RFC 9110 section 9.2.1: GET, HEAD, OPTIONS and TRACE
-//! are safe; every other method, non-standard ones included, is treated as unsafe):
+//! are safe; every other method, non-standard ones included, is treated as unsafe) and for
+//! WebSocket handshakes, which are GETs but open a channel that acts with the cookie's
+//! authority in both directions, and that the same-origin policy does not guard: a page on any
+//! site may open one, and the browser attaches the cookie (cross-site WebSocket hijacking,
+//! CWE-1385). RFC 6455 section 10.2 leaves checking `Origin` to the server:
 //!
 //! - `Sec-Fetch-Site: same-origin` or `none` (the user typed, bookmarked or reloaded):
 //!   allowed.
@@ -41,6 +45,9 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// Whether a cookie-authenticated request must be refused (403 `forbidden`) as possibly
 /// started by another site's page.
 ///
+/// `upgrade` is true for a request asking to switch protocols (a WebSocket handshake): it is
+/// judged like an unsafe method whatever its method.
+///
 /// `hosts` is `server.hosts` (lower-case names without port). When that list is empty (any
 /// Host accepted), pass the request's own host name instead (`Host` or `:authority`, without
 /// port): a browser sets it and a page cannot, so an `Origin` naming it is the same site.
@@ -48,14 +55,16 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// an `Origin` when `Sec-Fetch-Site` is absent.
 pub fn cross_site_refused(
     method: &Method,
+    upgrade: bool,
     headers: &HeaderMap,
     hosts: &[String],
     cors: Option<&CorsPolicy>,
 ) -> bool {
-    if matches!(
+    let safe = matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    );
+    if safe && !upgrade {
         return false;
     }
     let mut site = headers.get_all(SEC_FETCH_SITE).iter();
@@ -151,7 +160,18 @@ mod tests {
     fn refused(method: &str, fields: &[(&str, &[u8])]) -> bool {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let policy = cors();
-        cross_site_refused(&method, &headers(fields), &hosts(), Some(&policy))
+        cross_site_refused(&method, false, &headers(fields), &hosts(), Some(&policy))
+    }
+
+    fn upgrade_refused(fields: &[(&str, &[u8])]) -> bool {
+        let policy = cors();
+        cross_site_refused(
+            &Method::GET,
+            true,
+            &headers(fields),
+            &hosts(),
+            Some(&policy),
+        )
     }
 
     fn refused_everywhere(fields: &[(&str, &[u8])]) -> bool {
@@ -172,6 +192,30 @@ mod tests {
             ] {
                 assert!(!refused(method, fields), "{method} {fields:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_websocket_handshake_is_judged_like_an_unsafe_method() {
+        for fields in [
+            &[("origin", &b"https://evil.example"[..])][..],
+            &[("origin", b"null")],
+            &[("sec-fetch-site", b"cross-site")],
+            &[("sec-fetch-site", b"same-site")],
+            &[
+                ("sec-fetch-site", b"cross-site"),
+                ("origin", b"https://music.example.com"),
+            ],
+        ] {
+            assert!(upgrade_refused(fields), "{fields:?}");
+        }
+        for fields in [
+            &[][..],
+            &[("origin", &b"https://music.example.com"[..])],
+            &[("origin", b"https://app.partner.net")],
+            &[("sec-fetch-site", b"same-origin")],
+        ] {
+            assert!(!upgrade_refused(fields), "{fields:?}");
         }
     }
 
@@ -270,11 +314,17 @@ mod tests {
     #[test]
     fn without_cors_only_the_own_hosts_vouch() {
         let h = headers(&[("origin", b"https://app.partner.net")]);
-        assert!(cross_site_refused(&Method::POST, &h, &hosts(), None));
+        assert!(cross_site_refused(&Method::POST, false, &h, &hosts(), None));
         let h = headers(&[("origin", b"https://music.example.com")]);
-        assert!(!cross_site_refused(&Method::POST, &h, &hosts(), None));
+        assert!(!cross_site_refused(
+            &Method::POST,
+            false,
+            &h,
+            &hosts(),
+            None
+        ));
         // No hosts configured and the request's host not passed: nothing vouches.
-        assert!(cross_site_refused(&Method::POST, &h, &[], None));
+        assert!(cross_site_refused(&Method::POST, false, &h, &[], None));
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! to reach another entry.
 //!
 //! The primary key frames, each part length-prefixed so no two requests can spell the same key:
-//! the route, the scheme, the `Host` the upstream sees (and a trusted proxy's
-//! `X-Forwarded-Host`), the upstream target (the normalised path with the route's prefix
-//! replaced, and the query without a signed URL's `exp`/`sig`, so every signed link to one
-//! file shares one entry), and the values of the route's `vary` headers. The upstream's own
-//! `Vary` splits further through pingora's variance (secondary keys under the primary).
-//! Identity is not in the key: the credential rule decides what is shared (`policy`).
+//! the route, the scheme, the `Host` the upstream sees (the request's one authority reading,
+//! `:authority` over h2 and `Host` over HTTP/1, normalised; a TLS upstream's own name) and the
+//! `X-Forwarded-Host` it sees, the upstream target (the normalised path with the route's
+//! prefix replaced, and the query without a signed URL's `exp`/`sig`, so every signed link to
+//! one file shares one entry), and the values of the route's `vary` headers. The upstream's
+//! own `Vary` splits further through pingora's variance (secondary keys under the primary).
+//!
+//! Every header value in the key and the variance is the one the upstream receives
+//! ([`forwarded_value`]), not the client's: a backend that varies on `X-User-Id` saw the
+//! gateway's verified claim (the client's copy is stripped), on `X-Real-IP` the client's
+//! address as the gateway reads it, on `Authorization` or `Cookie` only what was forwarded.
+//! Identity is not in the key otherwise: the credential rule decides what is shared (`policy`).
 
 use http::header::{HeaderName, HOST};
 use pingora::cache::key::{hash_key, HashBinary};
@@ -16,6 +22,9 @@ use pingora::http::RequestHeader;
 
 use super::store::Label;
 use crate::ctx::RequestCtx;
+use crate::forward::forwarded_value;
+
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 const VERSION: &[u8] = b"portcullis-cache-1";
 
@@ -28,14 +37,8 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
     };
     part(ctx.route_name().as_bytes());
     part(if ctx.client.https { b"https" } else { b"http" });
-    let host = req.headers.get(HOST).map_or(&[][..], |h| h.as_bytes());
-    part(&host.to_ascii_lowercase());
-    let forwarded_host = req
-        .headers
-        .get("x-forwarded-host")
-        .filter(|_| ctx.client.peer_trusted)
-        .map_or(&[][..], |h| h.as_bytes());
-    part(&forwarded_host.to_ascii_lowercase());
+    part(&forwarded_value(req, ctx, &HOST));
+    part(&forwarded_value(req, ctx, &X_FORWARDED_HOST));
     part(
         ctx.target
             .upstream_target
@@ -46,7 +49,7 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
     if let Some(policy) = ctx.target.route.as_ref().and_then(|r| r.cache.as_ref()) {
         for name in &policy.vary {
             part(name.as_str().as_bytes());
-            part(&joined(req, name));
+            part(&forwarded_value(req, ctx, name));
         }
     }
     // pingora hashes the primary key on every use (the predictor, the lookup, the lock):
@@ -66,13 +69,13 @@ pub fn primary(req: &RequestHeader, ctx: &RequestCtx) -> CacheKey {
     key
 }
 
-/// The variance of a stored answer's `Vary` for this request (`cache_vary_filter`); `None`
-/// when the answer names none.
+/// The variance of a stored answer's `Vary` for this request (`cache_vary_filter`), from the
+/// request as forwarded; `None` when the answer names none.
 ///
 /// An answer that allows one origin (`Access-Control-Allow-Origin` other than `*`) varies by
 /// `Origin` whether or not it says so: a backend that reflects the request's origin without
 /// `Vary: Origin` would otherwise have the gateway hand one site's grant to every other site.
-pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+pub fn variance(meta: &CacheMeta, req: &RequestHeader, ctx: &RequestCtx) -> Option<HashBinary> {
     let mut names: Vec<String> = Vec::new();
     let one_origin = meta
         .headers()
@@ -96,23 +99,10 @@ pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
     let mut builder = VarianceBuilder::new();
     for name in names {
         let value = match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(header) => joined(req, &header),
+            Ok(header) => forwarded_value(req, ctx, &header),
             Err(_) => Vec::new(),
         };
         builder.add_owned_name_value(name, value);
     }
     builder.finalize()
-}
-
-/// Every value of `name`, in order, joined by `,` (absent is empty, which differs from any
-/// present value... except an empty one, which means the same).
-fn joined(req: &RequestHeader, name: &HeaderName) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, value) in req.headers.get_all(name).iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(value.as_bytes().trim_ascii());
-    }
-    out
 }

@@ -5,7 +5,7 @@
 //!
 //! | pingora phase | here | decides |
 //! |---|---|---|
-//! | `request_cache_filter` | [`EdgeCache::request`] | route opted in, GET/HEAD, not an upgrade; enables the store, lock, predictor |
+//! | `request_cache_filter` | [`EdgeCache::request`] | route opted in, GET/HEAD without a body, not an upgrade; enables the store, lock, predictor |
 //! | `cache_key_callback` | [`key::primary`] | the key (host, scheme, upstream target, route `vary`) |
 //! | `cache_vary_filter` | [`key::variance`] | the upstream's `Vary` |
 //! | `cache_hit_filter` | [`EdgeCache::hit`] | a credentialed request may use this stored answer? |
@@ -107,8 +107,10 @@ impl EdgeCache {
         let Some(policy) = ctx.target.route.as_ref().and_then(|r| r.cache.as_ref()) else {
             return;
         };
-        let req = session.req_header();
-        if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        if !matches!(
+            session.req_header().method,
+            http::Method::GET | http::Method::HEAD
+        ) {
             ctx.cache.bypass = Some("method");
             return;
         }
@@ -116,6 +118,15 @@ impl EdgeCache {
             ctx.cache.bypass = Some("upgrade");
             return;
         }
+        // A GET or HEAD with a body: the backend may read it (Express's body parsers read GET
+        // bodies), so its answer may depend on bytes the key does not hold. Never served
+        // from the cache, never stored.
+        if !session.is_body_empty() {
+            ctx.cache.bypass = Some("body");
+            return;
+        }
+        let req = session.req_header();
+
         let max_object_size = policy.max_object_size;
         ctx.cache.credentialed = policy::credentialed(req, ctx);
         let mut overrides = CacheOptionOverrides::default();
@@ -142,7 +153,7 @@ impl EdgeCache {
         if ctx.cache.found.is_none() && ctx.answer.status == 0 {
             ctx.cache.vary_looked_up = true;
         }
-        key::variance(meta, req)
+        key::variance(meta, req, ctx)
     }
 
     /// `cache_hit_filter`: a credentialed request is served a stored answer only if the
