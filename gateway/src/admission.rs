@@ -66,19 +66,6 @@ fn request_shape(session: &Session, ctx: &RequestCtx) -> Result<(), Stop> {
     if ctx.client.host.is_none() && req.version != http::Version::HTTP_10 {
         return Err(Rejection::BadRequest("the request names no host".into()).into());
     }
-    if req.version == http::Version::HTTP_2 {
-        let authority = ctx.client.authority.as_deref();
-        let disagree = req.headers.get_all(HOST).iter().any(|h| match h.to_str() {
-            Ok(h) => authority != Some(normalize_authority(h, ctx.client.https).as_str()),
-            Err(_) => true,
-        });
-        if disagree {
-            return Err(Rejection::BadRequest(
-                "the Host header names another site than :authority".into(),
-            )
-            .into());
-        }
-    }
     if let Some(name) = ctx.snapshot.client_headers.refused(&req.headers) {
         return Err(Rejection::BadRequest(format!(
             "header names with `_` are not accepted here ({name})"
@@ -485,9 +472,10 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
     ctx.client.host = ctx.client.authority.as_deref().map(host_without_port);
 }
 
-/// The request's authority as sent: `:authority` over h2 (RFC 9113 section 8.3.1; a `Host`
-/// beside it must agree, `request_shape`), `Host` over HTTP/1 (RFC 9112 section 3.2; an
-/// absolute-form target's authority equals it, the intake sees to that).
+/// The request's authority as sent: `:authority` over h2 (RFC 9113 section 8.3.1; pingora
+/// refuses a stream whose `Host` differs from it before any phase runs), `Host` over HTTP/1
+/// (RFC 9112 section 3.2; an absolute-form target's authority equals it, the intake sees to
+/// that).
 fn raw_authority(req: &pingora::http::RequestHeader) -> Option<&str> {
     let host = || req.headers.get(HOST).and_then(|h| h.to_str().ok());
     let target = || req.uri.authority().map(|a| a.as_str());
