@@ -31,7 +31,7 @@ pub struct RequestCtx {
     pub upstream: Attempt,
     pub answer: Answer,
     /// What the edge cache did for this request.
-    pub cache: crate::cache::CacheState,
+    pub cache: portcullis_cache::CacheState,
     _in_flight: InFlight,
 }
 

@@ -68,10 +68,10 @@ pub async fn answer(request: &Request, state: &State) -> Answer {
 
 /// `POST /cache/purge` with `{"path": ...}` or `{"prefix": ...}`: 200 `{"purged": N}`.
 fn purge_cache(request: &Request, state: &State) -> Answer {
-    if request.body.len() > crate::cache::purge::MAX_BODY {
+    if request.body.len() > portcullis_cache::purge::MAX_BODY {
         return Answer::error(413, "bad_request", "the body is too large");
     }
-    let (status, body) = crate::cache::purge::run(state.cache.store(), &request.body);
+    let (status, body) = portcullis_cache::purge::run(state.cache.store(), &request.body);
     Answer {
         content_type: "application/json",
         ..Answer::text(status, "")

@@ -41,13 +41,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pingora::cache::key::CacheHashKey;
-use pingora::cache::storage::streaming_write::U64WriteId;
-use pingora::cache::trace::SpanHandle;
-use pingora::cache::{
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::storage::streaming_write::U64WriteId;
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{
     CacheKey, CacheMeta, HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage,
 };
-use pingora::prelude::*;
+use pingora_error::{Error, ErrorType, Result};
 use tinyufo::TinyUfo;
 use tokio::sync::watch;
 

@@ -16,14 +16,12 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE, VARY};
 use http::StatusCode;
-use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
-use pingora::cache::filters::{calculate_fresh_until, calculate_serve_stale_durations};
-use pingora::cache::NoCacheReason;
-use pingora::cache::{CacheMeta, CacheMetaDefaults, RespCacheable};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora_cache::filters::{calculate_fresh_until, calculate_serve_stale_durations};
+use pingora_cache::NoCacheReason;
+use pingora_cache::{CacheMeta, CacheMetaDefaults, RespCacheable};
+use pingora_http::{RequestHeader, ResponseHeader};
 use portcullis_config::RouteCache;
-
-use crate::ctx::RequestCtx;
 
 /// Why an answer was not stored (the `detail` of `Cache-Status`, and the predictor's memory:
 /// `credentialed` is about the request, not the URL, so it is never remembered).
@@ -45,13 +43,10 @@ pub fn reason_belongs_to_the_request(reason: &'static str) -> bool {
     reason == reason::CREDENTIALED
 }
 
-/// Whether the request carried credentials (see the module documentation).
-pub fn credentialed(req: &RequestHeader, ctx: &RequestCtx) -> bool {
-    ctx.identity.credential.is_some()
-        || ctx.identity.user.is_some()
-        || !ctx.identity.forward_headers.is_empty()
-        || req.headers.contains_key(AUTHORIZATION)
-        || req.headers.contains_key(COOKIE)
+/// Whether the request carried credentials (see the module documentation); `identified`:
+/// the gateway verified a credential, a user or claims for it.
+pub fn credentialed(req: &RequestHeader, identified: bool) -> bool {
+    identified || req.headers.contains_key(AUTHORIZATION) || req.headers.contains_key(COOKIE)
 }
 
 /// Whether a stored answer may be served to a credentialed request: `public` or `s-maxage`,

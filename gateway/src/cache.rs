@@ -1,4 +1,5 @@
-//! The edge cache, on pingora-cache and the `ProxyHttp` cache phases.
+//! The edge cache's phase glue: `portcullis-cache` (the store, the policy, the key,
+//! `Cache-Status`) called from the `ProxyHttp` cache phases with what this request learnt.
 //!
 //! A request reaches the cache only after the request phase admitted it (identity, route,
 //! auth, rate limit): pingora runs `request_filter` before any cache phase, hit or miss. Then:
@@ -6,11 +7,11 @@
 //! | pingora phase | here | decides |
 //! |---|---|---|
 //! | `request_cache_filter` | [`EdgeCache::request`] | route opted in, GET/HEAD without a body, not an upgrade; enables the store, lock, predictor |
-//! | `cache_key_callback` | [`key::primary`] | the key (host, scheme, upstream target, route `vary`) |
-//! | `cache_vary_filter` | [`key::variance`] | the upstream's `Vary` |
+//! | `cache_key_callback` | [`EdgeCache::key`] → `key::primary` | the key (host, scheme, upstream target, route `vary`) |
+//! | `cache_vary_filter` | [`EdgeCache::vary`] → `key::variance` | the upstream's `Vary` |
 //! | `cache_hit_filter` | [`EdgeCache::hit`] | a credentialed request may use this stored answer? |
 //! | `cache_miss` | [`EdgeCache::miss`] | notes the kind of miss |
-//! | `response_cache_filter` | [`policy::decide`] | store it? (RFC 9111 and the credential rule) |
+//! | `response_cache_filter` | [`EdgeCache::response`] → `policy::decide` | store it? (RFC 9111 and the credential rule) |
 //! | `should_serve_stale` | [`EdgeCache::serve_stale`] | stale-while-revalidate, stale-if-error |
 //! | `response_filter` | [`EdgeCache::stamp`] | `Cache-Status` |
 //! | `logging` | [`EdgeCache::record`] | `portcullis_cache_requests_total`, the log's `cache` |
@@ -21,14 +22,9 @@
 //! `max_object_size` streams through unstored, and its URL is remembered (pingora's predictor,
 //! bounded) so later requests for it bypass the cache and their `Range` reaches the upstream.
 
-mod key;
-mod policy;
-pub mod purge;
-mod status;
-mod store;
-
 use std::time::SystemTime;
 
+use http::header::{HeaderName, HOST};
 use pingora::cache::key::HashBinary;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::predictor::Predictor;
@@ -38,40 +34,17 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use portcullis_config::CacheSettings;
 
+use portcullis_cache::{key, policy, status, Store};
+
 use crate::ctx::RequestCtx;
+use crate::forward::forwarded_value;
 use crate::metrics::Metrics;
 use crate::state::State;
-pub use store::Store;
 
 /// URLs remembered as uncacheable (too large, or never storable): 16 shards of this many.
 const PREDICTOR_SHARD_CAPACITY: usize = 1024;
 
-/// What the cache did for one request (`RequestCtx::cache`).
-#[derive(Debug, Default)]
-pub struct CacheState {
-    /// The cache was enabled for this request (the route opted in and the request qualifies).
-    pub enabled: bool,
-    /// Why a request on a cached route did not use the cache.
-    pub bypass: Option<&'static str>,
-    /// The request carried credentials (`policy::credentialed`).
-    pub credentialed: bool,
-    /// A stored answer was found: fresh (true) or stale (false).
-    pub found: Option<bool>,
-    /// A stored answer existed for the URL but not for this request's `Vary` values.
-    pub vary_miss: bool,
-    /// A stored answer was found but this request may not use it.
-    pub forced: Option<&'static str>,
-    /// Why the upstream's answer was not stored.
-    pub not_stored: Option<&'static str>,
-    /// A stale copy was served: the upstream's status, if it answered.
-    pub stale_status: Option<u16>,
-    /// A stale copy was served: what failed.
-    pub stale_cause: Option<&'static str>,
-    /// The predictor remembered the URL as uncacheable: no lookup was made.
-    pub bypassed: bool,
-    /// `cache_vary_filter` ran during the lookup.
-    vary_looked_up: bool,
-}
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The process-wide cache: one store, lock and predictor for every snapshot, sized once at
 /// start (a reload keeps what is stored).
@@ -128,7 +101,10 @@ impl EdgeCache {
         let req = session.req_header();
 
         let max_object_size = policy.max_object_size;
-        ctx.cache.credentialed = policy::credentialed(req, ctx);
+        let identified = ctx.identity.credential.is_some()
+            || ctx.identity.user.is_some()
+            || !ctx.identity.forward_headers.is_empty();
+        ctx.cache.credentialed = policy::credentialed(req, identified);
         let mut overrides = CacheOptionOverrides::default();
         overrides.wait_timeout = Some(self.settings.lock_timeout);
         let lock: &'static CacheKeyLockImpl = &self.lock;
@@ -143,17 +119,41 @@ impl EdgeCache {
         ctx.cache.enabled = true;
     }
 
-    /// `cache_key_callback`.
+    /// `cache_key_callback`: the key's parts as the upstream receives them.
     pub fn key(session: &Session, ctx: &RequestCtx) -> CacheKey {
-        key::primary(session.req_header(), ctx)
+        let req = session.req_header();
+        let cache = ctx.target.route.as_ref().and_then(|r| r.cache.as_ref());
+        let vary: Vec<(&HeaderName, Vec<u8>)> = cache
+            .map(|c| {
+                c.vary
+                    .iter()
+                    .map(|name| (name, forwarded_value(req, ctx, name)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        key::primary(&key::KeyParts {
+            route: ctx.route_name(),
+            https: ctx.client.https,
+            host: &forwarded_value(req, ctx, &HOST),
+            forwarded_host: &forwarded_value(req, ctx, &X_FORWARDED_HOST),
+            target: ctx
+                .target
+                .upstream_target
+                .as_deref()
+                .unwrap_or(&ctx.target.path),
+            vary: &vary,
+            path: &ctx.target.path,
+            max_object_size: cache.map_or(0, |c| c.max_object_size),
+        })
     }
 
-    /// `cache_vary_filter`.
+    /// `cache_vary_filter`: the variance of the stored answer's `Vary`, from the request as
+    /// forwarded.
     pub fn vary(meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
         if ctx.cache.found.is_none() && ctx.answer.status == 0 {
             ctx.cache.vary_looked_up = true;
         }
-        key::variance(meta, req, ctx)
+        key::variance(meta, |name| forwarded_value(req, ctx, name))
     }
 
     /// `cache_hit_filter`: a credentialed request is served a stored answer only if the

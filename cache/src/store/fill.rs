@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::cache::storage::streaming_write::U64WriteId;
-use pingora::cache::storage::{HandleHit, HandleMiss, MissFinishType};
-use pingora::cache::trace::SpanHandle;
-use pingora::cache::{CacheKey, Storage};
-use pingora::prelude::*;
+use pingora_cache::storage::streaming_write::U64WriteId;
+use pingora_cache::storage::{HandleHit, HandleMiss, MissFinishType};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, Storage};
+use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
 use super::object::{Object, StoredMeta};

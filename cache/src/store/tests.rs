@@ -3,9 +3,9 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use pingora::cache::storage::MissFinishType;
-use pingora::cache::trace::Span;
-use pingora::http::ResponseHeader;
+use pingora_cache::storage::MissFinishType;
+use pingora_cache::trace::Span;
+use pingora_http::ResponseHeader;
 
 use super::*;
 

@@ -5,12 +5,12 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::cache::key::HashBinary;
-use pingora::cache::storage::HandleHit;
-use pingora::cache::trace::SpanHandle;
-use pingora::cache::{CacheKey, CacheMeta, Storage};
-use pingora::http::ResponseHeader;
-use pingora::prelude::*;
+use pingora_cache::key::HashBinary;
+use pingora_cache::storage::HandleHit;
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta, Storage};
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 
 use super::Label;
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use http::HeaderValue;
-use pingora::cache::{CachePhase, HttpCache, NoCacheReason};
+use pingora_cache::{CachePhase, HttpCache, NoCacheReason};
 
 use super::CacheState;
 
