@@ -195,7 +195,7 @@ pub struct Ban {
 
 impl Report {
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec(self).unwrap_or_else(|e| {
+        let mut out = crate::json_line::to_vec(self).unwrap_or_else(|e| {
             log::error!("encoding the status failed: {e}");
             b"{}".to_vec()
         });
