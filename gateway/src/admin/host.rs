@@ -42,7 +42,7 @@ pub fn allowed(host: Option<&[u8]>, local: SocketAddr, names: &[String]) -> bool
                     .filter_map(|n| n.parse::<IpAddr>().ok())
                     .any(|n| n.to_canonical() == ip.to_canonical())
         }
-        Err(_) => names.iter().any(|n| *n == name),
+        Err(_) => names.contains(&name),
     }
 }
 
