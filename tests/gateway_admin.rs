@@ -515,4 +515,31 @@ fn cidr_bans_are_enforced_listed_shared_and_lifted_on_every_replica() {
         404,
         "lifted already"
     );
+
+    // A ban an older version stored (an IPv6 network without its length) is its client's
+    // /64, and is lifted by that prefix.
+    let end = ((now() + 600) * 1000).to_string();
+    redis_cli(redis.port, &["ZADD", "{cidr}:bans", &end, "2001:db8:7:7::"]).unwrap();
+    redis_cli(redis.port, &["INCR", "{cidr}:bans:version"]).unwrap();
+    assert!(wait_until(Duration::from_secs(1), || from(
+        &b,
+        "2001:db8:7:7::abcd",
+        "/"
+    )
+    .status
+        == 403));
+    assert!(listed(&b).contains(&"2001:db8:7:7::/64".to_string()));
+    assert_eq!(
+        admin(&a, "DELETE", "/bans/2001%3Adb8%3A7%3A7%3A%3A%2F64", None).status,
+        204
+    );
+    assert!(wait_until(Duration::from_secs(1), || from(
+        &b,
+        "2001:db8:7:7::abcd",
+        "/"
+    )
+    .status
+        == 200));
+    let members = redis_cli(redis.port, &["ZRANGE", "{cidr}:bans", "0", "-1"]).unwrap();
+    assert_eq!(members.trim(), "172.16.0.0/12");
 }

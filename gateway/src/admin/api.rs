@@ -446,7 +446,13 @@ async fn delete_ban(client: &str, state: &State) -> Answer {
     let snapshot = state.current();
     let mut found = false;
     if let Some(store) = &snapshot.shared_limits {
-        match store.delete_ban(&client.to_string()).await {
+        // An IPv6 client's network was stored bare (`2001:db8::`) before ranges were: both
+        // spellings go, so a ban placed by an older replica can be lifted too.
+        let mut spellings = vec![client.to_string()];
+        if client.network().is_ipv6() && shared.bans.is_client_key(client) {
+            spellings.push(client.network().to_string());
+        }
+        match store.delete_ban(&spellings).await {
             Ok(removed) => found = removed,
             Err(e) => return store_unavailable(e),
         }

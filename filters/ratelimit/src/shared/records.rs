@@ -134,11 +134,12 @@ return until_ms
     )
 });
 
-/// KEYS: bans, version. ARGV: client.
+/// KEYS: bans, version. ARGV: the spellings of one client (removed together, atomically).
 static DELETE_BAN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
-local n = redis.call('ZREM', KEYS[1], ARGV[1])
+local n = 0
+for i = 1, #ARGV do n = n + redis.call('ZREM', KEYS[1], ARGV[i]) end
 if n > 0 then redis.call('INCR', KEYS[2]) end
 return n
 "#,
@@ -347,10 +348,11 @@ impl SharedStore {
         .await
     }
 
-    /// Lifts `client`'s ban; whether there was one.
-    pub async fn delete_ban(&self, client: &str) -> Result<bool, SharedError> {
+    /// Lifts the ban of a client stored under any of `spellings` (one atomic script, so
+    /// all go or none); whether there was one.
+    pub async fn delete_ban(&self, spellings: &[String]) -> Result<bool, SharedError> {
         let reply: i64 = self
-            .run_record(&DELETE_BAN, &self.ban_keys(), &[client.to_string()])
+            .run_record(&DELETE_BAN, &self.ban_keys(), spellings)
             .await?;
         Ok(reply > 0)
     }
