@@ -561,3 +561,77 @@ fn the_classes_hold_over_h2() {
         "{echo}"
     );
 }
+
+#[test]
+fn host_overrides_from_clients_never_reach_the_upstream() {
+    let (_app, gw) = protected("host-overrides", "", "");
+    let resp = gw.request(
+        "GET",
+        "/api/music/1",
+        &[
+            ("X-Host", "evil.example"),
+            ("X_Host", "evil.example"),
+            ("x-HOST", "evil.example"),
+            ("X-HTTP-Host-Override", "evil.example"),
+            ("X-Original-Host", "evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X_Forwarded_Host", "evil.example"),
+        ],
+        b"",
+    );
+    assert_eq!(resp.status, 200);
+    let list = resp.json()["header_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!list.is_empty(), "the backend listed what it received");
+    let evil: Vec<&serde_json::Value> = list
+        .iter()
+        .filter(|p| p[1].as_str().is_some_and(|v| v.contains("evil")))
+        .collect();
+    assert!(
+        evil.is_empty(),
+        "a client's host override reached the backend: {evil:?}"
+    );
+    assert_eq!(
+        resp.echoed_header("x-forwarded-host"),
+        Some(format!("127.0.0.1:{}", gw.port)),
+        "the gateway's own X-Forwarded-Host"
+    );
+}
+
+#[test]
+fn a_user_holding_line_separators_stays_on_one_escaped_log_line() {
+    let (_app, gw) = protected("log-separators", "", "");
+    let user = "alice\u{2028}{\"status\":200,\"forged\":true}\u{2029}";
+    let auth = format!("Bearer {}", token(user));
+    let resp = gw.request(
+        "GET",
+        "/api/images/line-separators",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(resp.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || gw
+            .stdout()
+            .contains("/api/images/line-separators")),
+        "the request was logged"
+    );
+    let out = gw.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("/api/images/line-separators"))
+        .unwrap();
+    assert!(
+        !out.contains('\u{2028}') && !out.contains('\u{2029}'),
+        "raw separators in the log: {line}"
+    );
+    assert!(
+        line.contains(r"alice\u2028{") && line.contains(r"}\u2029"),
+        "{line}"
+    );
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["user"], user, "escaped, and read back the same");
+    assert_eq!(entry["status"], 200);
+}

@@ -19,11 +19,12 @@ struct Request {
     prefix: Option<String>,
 }
 
-/// Runs a purge request; returns the HTTP status and the JSON answer.
-pub fn run(store: &Store, body: &[u8]) -> (u16, String) {
+/// Runs a purge request; returns the HTTP status and the JSON answer (for the admin
+/// listener to encode like its every answer).
+pub fn run(store: &Store, body: &[u8]) -> (u16, serde_json::Value) {
     let bad = |message: &str| {
         let body = serde_json::json!({ "error": "bad_request", "message": message });
-        (400, body.to_string())
+        (400, body)
     };
     let request: Request = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -45,5 +46,5 @@ pub fn run(store: &Store, body: &[u8]) -> (u16, String) {
         _ => return bad("give exactly one of `path` and `prefix`"),
     };
     log::info!("cache purge removed {purged} objects");
-    (200, serde_json::json!({ "purged": purged }).to_string())
+    (200, serde_json::json!({ "purged": purged }))
 }

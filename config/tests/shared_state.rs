@@ -143,3 +143,28 @@ fn revocation_bounds_have_defaults_and_limits() {
         "out of range",
     );
 }
+
+#[test]
+fn admin_hosts_default_to_none_and_take_names_or_addresses() {
+    assert!(load(&file("", "")).unwrap().admin.hosts.is_empty());
+    let set = load(&file(
+        "hosts = [\"Admin.Internal\", \"portcullis\", \"10.0.0.5\", \"::1\"]",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        set.admin.hosts,
+        ["admin.internal", "portcullis", "10.0.0.5", "::1"],
+        "lower-cased, as given"
+    );
+}
+
+#[test]
+fn admin_hosts_with_a_port_scheme_or_path_are_refused() {
+    let port = file("hosts = [\"admin.internal:9901\"]", "");
+    refused(&port, "hosts =", "admin.hosts[0]", "is not a host name");
+    let scheme = file("hosts = [\"ok.internal\", \"http://admin.internal\"]", "");
+    refused(&scheme, "hosts =", "admin.hosts[1]", "is not a host name");
+    let not_a_list = file("hosts = \"admin.internal\"", "");
+    refused(&not_a_list, "hosts =", "admin.hosts", "array");
+}

@@ -5,7 +5,8 @@
 //! more than the proxying itself on a busy core). The buffer is bounded by `MAX_PENDING`
 //! bytes; if stdout falls that far behind, further lines are dropped and counted
 //! (`portcullis_access_log_dropped_total`) instead of growing memory without limit.
-//! Never a token, secret or API key: only the fields below are written.
+//! Never a token, secret or API key: only the fields below are written. U+2028 and U+2029 are
+//! escaped (`json_line`), so no value can split a line for a reader that breaks on them.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
@@ -83,7 +84,7 @@ impl AccessLog {
         if start >= MAX_PENDING {
             return false;
         }
-        let written = serde_json::to_writer(&mut pending.buf, record).is_ok();
+        let written = crate::json_line::to_writer(&mut pending.buf, record).is_ok();
         if !written || pending.buf.len() >= MAX_PENDING {
             pending.buf.truncate(start);
             return false;

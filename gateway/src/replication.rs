@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis_edge::SharedBans;
+use portcullis_edge::{BanRange, SharedBans};
 use portcullis_jwt::{Revocation, Revocations};
 use portcullis_ratelimit::shared::{Poll, Put, SharedStore};
 use tokio::sync::mpsc;
@@ -30,6 +30,13 @@ use crate::state::State;
 
 /// How often the store's versions are polled: the bound on how stale a replica's copy is.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The furthest end an admin write or an auto-ban may set: ten years ahead (`"for":
+/// "3650d"`). Long enough to mean "for good" in operation; short enough that every end is an
+/// exact integer in the store's sorted-set scores (doubles, exact to 2^53 ms) and in the
+/// local tables, and that a typo (`"9999999d"`) is refused instead of held for ever. A
+/// configured `ban_duration` or token lifetime beyond it is held for this long.
+pub const MAX_HORIZON: Duration = Duration::from_secs(3650 * 86_400);
 
 /// Auto-bans waiting to be written to the store; beyond this they stay local.
 const BAN_QUEUE: usize = 1024;
@@ -42,8 +49,8 @@ pub struct Replicated {
     pub bans: SharedBans,
     /// The store's clock minus ours (ms), from the last poll.
     offset_ms: AtomicI64,
-    auto_bans: mpsc::Sender<(IpAddr, Duration)>,
-    queued: Mutex<Option<mpsc::Receiver<(IpAddr, Duration)>>>,
+    auto_bans: mpsc::Sender<(BanRange, Duration)>,
+    queued: Mutex<Option<mpsc::Receiver<(BanRange, Duration)>>>,
 }
 
 impl Replicated {
@@ -82,6 +89,7 @@ impl Replicated {
 
     /// An auto-ban placed by this replica: enforced here at once, and queued for the store.
     pub fn auto_ban(&self, ip: IpAddr, duration: Duration, shared: bool) {
+        let duration = duration.min(MAX_HORIZON);
         let key = self.bans.key(ip);
         let now = self.now_ms();
         let until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
@@ -163,14 +171,16 @@ fn gauge(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Clients whose ban ended or was lifted: their auto-ban counts start again.
-fn forget(state: &State, clients: Vec<IpAddr>) {
-    if clients.is_empty() {
+/// Clients whose ban ended or was lifted: their auto-ban counts start again (a range an
+/// operator named is no client's key, and has no count to forget).
+fn forget(state: &State, ranges: Vec<BanRange>) {
+    if ranges.is_empty() {
         return;
     }
     let snapshot = state.current();
-    for client in clients {
-        snapshot.bans.forget(client);
+    let bans = &state.replicated.bans;
+    for range in ranges.into_iter().filter(|r| bans.is_client_key(*r)) {
+        snapshot.bans.forget(range.network());
     }
 }
 
@@ -178,7 +188,7 @@ async fn sync(
     state: &State,
     store: &SharedStore,
     seen: &mut Seen,
-    queued: Option<&mut mpsc::Receiver<(IpAddr, Duration)>>,
+    queued: Option<&mut mpsc::Receiver<(BanRange, Duration)>>,
 ) {
     let shared = &state.replicated;
     let errors = &state.metrics.shared_state_errors;
@@ -316,8 +326,10 @@ async fn sync_bans(state: &State, store: &SharedStore, seen: &mut Seen, poll: &P
         }
         Some(_) => match store.load_bans().await {
             Ok((version, bans)) => {
+                // Members are ranges as `BanRange` writes them; a bare IPv6 address (written
+                // by an older version) is its `ipv6_prefix` bucket, as it was then.
                 let entries = bans.into_iter().filter_map(|(client, until)| {
-                    client.parse::<IpAddr>().ok().map(|c| (c, until))
+                    shared.bans.parse_client(&client).ok().map(|r| (r, until))
                 });
                 forget(state, shared.bans.replace(entries));
                 seen.bans = version;

@@ -30,7 +30,10 @@ pub struct Generated {
 
 impl From<&Rejection> for Generated {
     fn from(r: &Rejection) -> Self {
-        let body = serde_json::json!({ "error": r.code(), "message": r.to_string() });
+        let body = crate::json_line::to_vec(
+            &serde_json::json!({ "error": r.code(), "message": r.to_string() }),
+        )
+        .unwrap_or_default();
         let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
         match r {
             Rejection::Unauthorized { challenge, .. } => {
@@ -57,7 +60,7 @@ impl From<&Rejection> for Generated {
         Generated {
             status: r.status(),
             headers,
-            body: Bytes::from(body.to_string()),
+            body: Bytes::from(body),
             reason: r.reason(),
         }
     }
@@ -66,17 +69,18 @@ impl From<&Rejection> for Generated {
 impl Generated {
     /// A redirect with a small JSON body naming where to go.
     pub fn redirect(status: u16, location: HeaderValue) -> Self {
-        let body = serde_json::json!({
+        let body = crate::json_line::to_vec(&serde_json::json!({
             "error": "https_required",
             "message": format!("use {}", location.to_str().unwrap_or("https")),
-        });
+        }))
+        .unwrap_or_default();
         Generated {
             status,
             headers: vec![
                 (LOCATION, location),
                 (CONTENT_TYPE, HeaderValue::from_static("application/json")),
             ],
-            body: Bytes::from(body.to_string()),
+            body: Bytes::from(body),
             reason: "https_redirect",
         }
     }

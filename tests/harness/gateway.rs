@@ -156,7 +156,8 @@ impl Gateway {
         stream
             .write_all(
                 format!(
-                    "POST {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {ADMIN_TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    self.admin,
                     body.len()
                 )
                 .as_bytes(),
@@ -170,8 +171,11 @@ impl Gateway {
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         stream
             .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    self.admin
+                )
+                .as_bytes(),
             )
             .ok()?;
         read_response(&mut BufReader::new(stream), "GET")

@@ -101,6 +101,10 @@ pub struct Admin {
     /// The bearer credential of the admin API's write endpoints (revocations, bans). Without
     /// one they answer 403; read endpoints need none.
     pub token: Option<String>,
+    /// Extra names the listener answers to in `Host` (lower-case, no port), besides its own
+    /// address and `localhost`: any other `Host` gets 421, so a page that rebinds its DNS
+    /// name to this address (DNS rebinding) cannot read the listener.
+    pub hosts: Vec<String>,
 }
 
 // === [upstreams.NAME] ===

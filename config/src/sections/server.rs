@@ -147,6 +147,7 @@ pub(crate) fn admin(section: Option<Section>, d: &mut Diag) -> Option<Admin> {
         return Some(Admin {
             listen: default,
             token: None,
+            hosts: Vec::new(),
         });
     };
     let listen = s.get("listen").map_or(Some(default), |f| f.socket_addr(d));
@@ -166,10 +167,15 @@ pub(crate) fn admin(section: Option<Section>, d: &mut Diag) -> Option<Admin> {
         }
         Some(token)
     });
+    // Names only: a port is matched against the listener's own (see the admin listener).
+    let hosts = s
+        .get("hosts")
+        .map_or(Some(vec![]), |f| f.list(d, host_name));
     s.finish(d);
     Some(Admin {
         listen: listen?,
         token: token.optional()?,
+        hosts: hosts?,
     })
 }
 

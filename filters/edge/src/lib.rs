@@ -23,7 +23,7 @@ pub use cors::{CorsPolicy, Preflight};
 pub use cross_site::cross_site_refused;
 pub use https::{Redirect, RedirectError};
 pub use security_headers::SecurityHeaders;
-pub use suspicious::{BanError, BanList, Detector, Finding, Rule, SharedBans};
+pub use suspicious::{BanError, BanList, BanRange, Detector, Finding, Rule, SharedBans};
 
 use http::{HeaderName, HeaderValue};
 

@@ -13,7 +13,10 @@
 //!   Symfony, the method-override headers of Express's `method-override` and Rails);
 //! - from peers that are not trusted proxies, claims about the client's address or the
 //!   original request that backends are known to believe (`Forwarded`, RFC 7239, every
-//!   `X-Forwarded-*`, `True-Client-IP`, `CF-Connecting-IP`, ...). A trusted proxy's copies
+//!   `X-Forwarded-*`, `True-Client-IP`, `CF-Connecting-IP`, ...), and the host overrides
+//!   that frameworks read like `X-Forwarded-Host` to build absolute links (`X-Host`,
+//!   `X-HTTP-Host-Override`, `X-Original-Host`: the "web cache poisoning" headers, which put
+//!   an attacker's name into password-reset links and cached pages). A trusted proxy's copies
 //!   pass: it set them.
 
 use http::header::{HeaderMap, HeaderName};
@@ -37,6 +40,9 @@ const ONLY_FROM_PROXIES: &[&str] = &[
     "x-cluster-client-ip",
     "fastly-client-ip",
     "x-originating-ip",
+    "x-host",
+    "x-http-host-override",
+    "x-original-host",
 ];
 
 const FORWARDED_FAMILY: &str = "x-forwarded-";
@@ -185,6 +191,35 @@ mod tests {
             vec!["x-user-id", "x-api-key"]
         );
         assert!(removed(&r, &["x-forwarded-for"], true).is_empty());
+    }
+
+    #[test]
+    fn host_overrides_go_from_clients_in_every_spelling_like_x_forwarded_host() {
+        let r = rules(UnderscoreHeaders::Allow);
+        let names = [
+            "x-host",
+            "x_host",
+            "x-http-host-override",
+            "x_original_host",
+            "x-forwarded-host",
+            "x_forwarded_host",
+            "host",
+        ];
+        assert_eq!(
+            removed(&r, &names, false),
+            vec![
+                "x-host",
+                "x_host",
+                "x-http-host-override",
+                "x_original_host",
+                "x-forwarded-host",
+                "x_forwarded_host"
+            ]
+        );
+        assert!(
+            removed(&r, &["x-host", "x-forwarded-host"], true).is_empty(),
+            "a trusted proxy's copies pass"
+        );
     }
 
     #[test]

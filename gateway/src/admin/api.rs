@@ -13,17 +13,26 @@
 //! no token is configured); the token is compared in constant time. With a shared store a
 //! write goes to the store first and answers 503 when it cannot be made there (the replicas'
 //! copies stay as they were); a full table answers 507. Reads answer from this replica's copy.
+//!
+//! All or nothing: every failure answer (4xx, 503, 507) means nothing was written, in memory
+//! or in the store. Everything a write could trip on is checked before the first write: the
+//! body, the client, and the expiry, which may lie at most [`MAX_HORIZON`] ahead (a ban's
+//! `for`, a revocation's `expires`), so every end stays an exact integer in the store's
+//! sorted-set scores (doubles, exact to 2^53) and in the local tables' u64s. The store's
+//! scripts check the same range again before writing, and answer failure only when they
+//! wrote nothing.
 
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
+use portcullis_edge::BanRange;
 use portcullis_jwt::{Revocation, RevocationError, Revoked};
-use portcullis_ratelimit::shared::Put;
+use portcullis_ratelimit::shared::{Put, SharedError};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::wire::{Answer, Request};
-use crate::replication::{unix_secs, Replicated};
+use crate::replication::{unix_secs, MAX_HORIZON};
 use crate::state::State;
 
 /// How long a revocation is kept by default when `[jwt] max_token_lifetime` is not set.
@@ -72,11 +81,7 @@ fn purge_cache(request: &Request, state: &State) -> Answer {
         return Answer::error(413, "bad_request", "the body is too large");
     }
     let (status, body) = portcullis_cache::purge::run(state.cache.store(), &request.body);
-    Answer {
-        content_type: "application/json",
-        ..Answer::text(status, "")
-    }
-    .with_body(body.into_bytes())
+    Answer::json(status, &body)
 }
 
 fn count(state: &State, collection: &str, status: u16) {
@@ -155,6 +160,19 @@ fn store_unavailable(e: impl std::fmt::Display) -> Answer {
     )
 }
 
+/// A write the store may have taken without saying so (its answer and the read-back both
+/// failed): the one failure answer after which something may yet be written.
+fn unconfirmed(e: impl std::fmt::Display) -> Answer {
+    Answer::error(
+        503,
+        "store_unavailable",
+        format!("the shared store did not confirm the write ({e}) and cannot be read back: it may still take effect; read the list to see, or repeat the write (writes are idempotent)"),
+    )
+}
+
+/// How far the store's clock may have moved between a ban's write and our reading of it.
+const CLOCK_SLACK_MS: u64 = 2 * 1000;
+
 fn full(message: String) -> Answer {
     Answer::error(507, "insufficient_storage", message)
 }
@@ -214,10 +232,17 @@ fn requested_revocation(body: &[u8], state: &State) -> Result<Revocation, Answer
             ))
         }
     };
+    let latest = now + MAX_HORIZON.as_secs();
     let expires = match req.expires {
         Some(at) if at <= now => return Err(bad_request("expires is in the past")),
+        Some(at) if at > latest => {
+            return Err(bad_request(format!(
+                "expires lies more than 3650 days ahead (at most {latest}, unix seconds)"
+            )))
+        }
         Some(at) => at,
-        None => start.saturating_add(lifetime.as_secs()),
+        // A configured lifetime of centuries is held for the horizon: still "for good".
+        None => start.saturating_add(lifetime.as_secs()).min(latest),
     };
     Revocation::new(target, expires).map_err(|e| bad_request(e.to_string()))
 }
@@ -246,10 +271,16 @@ async fn add_revocation(request: &Request, state: &State) -> Answer {
             Ok(Put::Full) => {
                 return full(RevocationError::Full(local.capacity()).to_string());
             }
-            Err(e) => return store_unavailable(e),
+            Err(e @ SharedError::OutOfRange) => return store_unavailable(e),
+            // The answer was lost, not necessarily the write: read it back.
+            Err(e) => match store.revocation_body(&revocation.id).await {
+                Ok(Some(held)) if held == body => {}
+                Ok(_) => return store_unavailable(e),
+                Err(_) => return unconfirmed(e),
+            },
         }
     }
-    match local.insert(revocation) {
+    match local.insert(revocation.clone()) {
         Ok(stored) => {
             log::info!("revocation {} added through the admin API", stored.id);
             state.metrics.revocations.set(gauge(local.len()));
@@ -259,7 +290,7 @@ async fn add_revocation(request: &Request, state: &State) -> Answer {
         // load even when its own bound is lower.
         Err(e) if snapshot.shared_limits.is_some() => {
             log::warn!("revocation stored in the shared store but not held here: {e}");
-            Answer::json(201, &json!({}))
+            Answer::json(201, &revocation_json(&revocation))
         }
         Err(e) => full(e.to_string()),
     }
@@ -316,8 +347,8 @@ struct BanRequest {
     duration: Option<String>,
 }
 
-fn ban_json(bans: &Replicated, client: std::net::IpAddr, until_ms: u64) -> serde_json::Value {
-    json!({"client": bans.bans.display(client), "expires": until_ms.div_ceil(1000)})
+fn ban_json(range: BanRange, until_ms: u64) -> serde_json::Value {
+    json!({"client": range.to_string(), "expires": until_ms.div_ceil(1000)})
 }
 
 fn list_bans(state: &State) -> Answer {
@@ -328,7 +359,7 @@ fn list_bans(state: &State) -> Answer {
         .list()
         .into_iter()
         .filter(|(_, until)| *until > now)
-        .map(|(client, until)| ban_json(shared, client, until))
+        .map(|(range, until)| ban_json(range, until))
         .collect();
     Answer::json(200, &json!({ "bans": list }))
 }
@@ -338,7 +369,7 @@ async fn add_ban(request: &Request, state: &State) -> Answer {
         Ok(r) => r,
         Err(e) => {
             return bad_request(format!(
-                "expected {{\"client\": \"<ip or prefix>\", \"for\": \"10m\"}}: {e}"
+                "expected {{\"client\": \"<ip or CIDR prefix>\", \"for\": \"10m\"}}: {e}"
             ))
         }
     };
@@ -351,10 +382,15 @@ async fn add_ban(request: &Request, state: &State) -> Answer {
     let duration = match req.duration.as_deref() {
         None => snapshot.config.suspicious.ban_duration,
         Some(text) => match portcullis_config::parse_duration(text) {
+            Ok(d) if d > MAX_HORIZON => {
+                return bad_request("`for` is at most 3650 days (\"3650d\")")
+            }
             Ok(d) if !d.is_zero() => d,
             _ => return bad_request("`for` is a duration such as \"10m\" or \"1h\""),
         },
     };
+    // A configured ban_duration of centuries is held for the horizon: still "for good".
+    let duration = duration.min(MAX_HORIZON);
     let now = shared.now_ms();
     let mut until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
     if let Some(store) = &snapshot.shared_limits {
@@ -366,20 +402,28 @@ async fn add_ban(request: &Request, state: &State) -> Answer {
             Ok(Put::Full) => {
                 return full(portcullis_edge::BanError::Full(shared.bans.capacity()).to_string())
             }
-            Err(e) => return store_unavailable(e),
+            Err(e @ SharedError::OutOfRange) => return store_unavailable(e),
+            // The answer was lost, not necessarily the write: read it back. An end at least
+            // as late as this write's (less the time the answer may have taken) is this
+            // write's or one it could not have shortened: either way, the ban is placed.
+            Err(e) => match store.ban_end(&client.to_string()).await {
+                Ok(Some(end)) if end.saturating_add(CLOCK_SLACK_MS) >= until => until = end,
+                Ok(_) => return store_unavailable(e),
+                Err(_) => return unconfirmed(e),
+            },
         }
     }
     match shared.bans.insert(client, until, now) {
         Ok(until) => {
-            log::info!(
-                "{} banned through the admin API for {duration:?}",
-                shared.bans.display(client)
-            );
+            log::info!("{client} banned through the admin API for {duration:?}");
             state.metrics.bans.set(gauge(shared.bans.len()));
-            Answer::json(201, &ban_json(shared, client, until))
+            Answer::json(201, &ban_json(client, until))
         }
-        Err(_) if snapshot.shared_limits.is_some() => {
-            Answer::json(201, &ban_json(shared, client, until))
+        // With a shared store, the store took it: this replica's copy gets it on the next
+        // load even when its own bound is lower.
+        Err(e) if snapshot.shared_limits.is_some() => {
+            log::warn!("the ban of {client} is in the shared store but not held here: {e}");
+            Answer::json(201, &ban_json(client, until))
         }
         Err(e) => full(e.to_string()),
     }
@@ -394,20 +438,25 @@ async fn delete_ban(client: &str, state: &State) -> Answer {
     let snapshot = state.current();
     let mut found = false;
     if let Some(store) = &snapshot.shared_limits {
-        match store.delete_ban(&client.to_string()).await {
+        // An IPv6 client's network was stored bare (`2001:db8::`) before ranges were: both
+        // spellings go, so a ban placed by an older replica can be lifted too.
+        let mut spellings = vec![client.to_string()];
+        if client.network().is_ipv6() && shared.bans.is_client_key(client) {
+            spellings.push(client.network().to_string());
+        }
+        match store.delete_ban(&spellings).await {
             Ok(removed) => found = removed,
             Err(e) => return store_unavailable(e),
         }
     }
     found |= shared.bans.remove(client);
     // The auto-ban table's own ban and count go too, so the client starts afresh.
-    snapshot.bans.forget(client);
+    if shared.bans.is_client_key(client) {
+        snapshot.bans.forget(client.network());
+    }
     state.metrics.bans.set(gauge(shared.bans.len()));
     if found {
-        log::info!(
-            "the ban of {} lifted through the admin API",
-            shared.bans.display(client)
-        );
+        log::info!("the ban of {client} lifted through the admin API");
         Answer::empty(204)
     } else {
         Answer::error(404, "not_found", "this client is not banned")

@@ -4,12 +4,15 @@
 //! SIGHUP handler, so a reload never competes with proxy workers.
 //!
 //! Requests are tiny and the listener is never public (contract): each connection gets one
-//! answer, a 5 s deadline and an 8 KiB cap on the request head (`wire.rs`). The admin API
+//! answer, a 5 s deadline and an 8 KiB cap on the request head (`wire.rs`). Only `Host`
+//! values naming the listener itself, `localhost` or `[admin] hosts` are answered; others get
+//! 421, which keeps DNS-rebinding pages out (`host.rs`). The admin API
 //! (`api.rs`: revocations and bans) changes state, so its writes need the `[admin] token`.
 //! The same runtime runs the sync of revocations and bans with the shared store
 //! (`replication.rs`).
 
 mod api;
+mod host;
 mod wire;
 
 use std::net::SocketAddr;
@@ -88,7 +91,22 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         }
     };
     let head_only = request.method == "HEAD";
-    let answer = route(&request, &state).await;
+    let answer = match stream.local_addr() {
+        Ok(local)
+            if host::allowed(
+                request.host.as_deref(),
+                local,
+                &state.current().config.admin.hosts,
+            ) =>
+        {
+            route(&request, &state).await
+        }
+        _ => Answer::error(
+            421,
+            "misdirected_request",
+            "this listener answers only Host values naming its own address, localhost, or one of [admin] hosts",
+        ),
+    };
     wire::write(&mut stream, &answer, head_only).await;
 }
 

@@ -16,6 +16,9 @@ pub struct Request {
     /// The path without its query, still percent-encoded.
     pub path: String,
     pub authorization: Option<Vec<u8>>,
+    /// The `Host` header; `None` when there is none or more than one (RFC 9112 §3.2: a
+    /// request with several is invalid), which the listener refuses like a foreign one.
+    pub host: Option<Vec<u8>>,
     pub body: Vec<u8>,
 }
 
@@ -38,7 +41,7 @@ impl Answer {
     }
 
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        let mut body = serde_json::to_vec(value).unwrap_or_default();
+        let mut body = crate::json_line::to_vec(value).unwrap_or_default();
         body.push(b'\n');
         Answer {
             status,
@@ -88,7 +91,7 @@ pub async fn read(stream: &mut TcpStream) -> Result<Request, ReadError> {
 async fn read_inner(stream: &mut TcpStream) -> Result<Request, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
-    let (head_len, method, path, authorization, length) = loop {
+    let (head_len, method, path, authorization, host, length) = loop {
         let n = stream.read(&mut chunk).await.map_err(|_| ReadError::Gone)?;
         if n == 0 {
             return Err(ReadError::Gone);
@@ -127,7 +130,15 @@ async fn read_inner(stream: &mut TcpStream) -> Result<Request, ReadError> {
                             ))
                         })?,
                 };
-                break (len, method, path, header("authorization"), length);
+                let mut hosts = req
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("host"));
+                let host = match (hosts.next(), hosts.next()) {
+                    (Some(h), None) => Some(h.value.to_vec()),
+                    _ => None,
+                };
+                break (len, method, path, header("authorization"), host, length);
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
             Ok(httparse::Status::Partial) => {
@@ -166,6 +177,7 @@ async fn read_inner(stream: &mut TcpStream) -> Result<Request, ReadError> {
         method,
         path,
         authorization,
+        host,
         body,
     })
 }

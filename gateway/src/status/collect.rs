@@ -2,14 +2,13 @@
 //! current snapshot's pieces say now (breakers, peers, budgets, keys, bans, the store). Runs
 //! on the admin thread, once per page or document; every list is cut to a fixed length.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_config::{StoreKind, SuspiciousMode};
 use portcullis_edge::Rule;
 
 use super::json::*;
 use super::sampler::{self, value, Totals};
-use super::sketch::BucketKey;
 use super::windows::{quantile_ms, Totals as Window, MINUTES, SECONDS};
 use super::{lock, Slot, Status};
 use crate::access_log::timestamp;
@@ -28,7 +27,7 @@ pub fn report(state: &State) -> Report {
     let (totals, minute) = status.sampler.last_minute(&state.metrics, sec);
     let now = SystemTime::now();
     let uptime = status.epoch.elapsed();
-    let (bans, bans_total) = bans(&snapshot, now);
+    let (bans, bans_total) = bans(state, &snapshot, now);
     Report {
         version: env!("CARGO_PKG_VERSION"),
         generated_at: timestamp(now),
@@ -228,13 +227,33 @@ fn suspicious(snapshot: &Snapshot, totals: &Totals, minute: &Totals) -> Suspicio
     SuspiciousReport { mode, rules }
 }
 
-fn bans(snapshot: &Snapshot, now: SystemTime) -> (Vec<Ban>, usize) {
-    let (list, total) = snapshot.bans.banned(Instant::now(), MAX_BANS);
-    let prefix = snapshot.bans.ipv6_prefix();
-    let bans = list
+/// Every ban in force: the replicated set (the admin API's bans, CIDR ranges included, and
+/// every replica's auto-bans), plus any of this replica's auto-bans that set could not hold.
+/// Longest remaining first.
+fn bans(state: &State, snapshot: &Snapshot, now: SystemTime) -> (Vec<Ban>, usize) {
+    let shared = &state.replicated.bans;
+    let now_ms = state.replicated.now_ms();
+    let mut all: Vec<(String, Duration)> = shared
+        .list()
         .into_iter()
-        .map(|(ip, left)| Ban {
-            client: BucketKey { ip, prefix }.to_string(),
+        .filter(|(_, until)| *until > now_ms)
+        .map(|(range, until)| (range.to_string(), Duration::from_millis(until - now_ms)))
+        .collect();
+    // Bounded by ban_table_size; only those the replicated set misses are added.
+    let (local, _) = snapshot.bans.banned(Instant::now(), usize::MAX);
+    all.extend(
+        local
+            .into_iter()
+            .filter(|(ip, _)| shared.check(*ip, now_ms).is_none())
+            .map(|(ip, left)| (shared.key(ip).to_string(), left)),
+    );
+    let total = all.len();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(MAX_BANS);
+    let bans = all
+        .into_iter()
+        .map(|(client, left)| Ban {
+            client,
             expires_at: timestamp(now + left),
             expires_in_seconds: left.as_secs() + u64::from(left.subsec_nanos() > 0),
         })

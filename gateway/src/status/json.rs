@@ -28,7 +28,8 @@ pub struct Report {
     /// The clients refused by a rate limit most in the last minute (at most 10).
     pub rate_limited_clients: Vec<LimitedClient>,
     pub suspicious: SuspiciousReport,
-    /// Current bans, longest remaining first (at most 100; `bans_total` counts them all).
+    /// Current bans, longest remaining first (at most 100; `bans_total` counts them all): the
+    /// admin API's (CIDR ranges included) and every replica's auto-bans.
     pub bans: Vec<Ban>,
     pub bans_total: usize,
 }
@@ -187,7 +188,8 @@ pub struct RuleReport {
 
 #[derive(Debug, Serialize)]
 pub struct Ban {
-    /// The bucket key, as for rate limits.
+    /// The banned client or range as `GET /bans` lists it: an IPv4 address, an IPv6 client's
+    /// prefix (`2001:db8::/64`), or a CIDR range placed through the admin API.
     pub client: String,
     pub expires_at: String,
     pub expires_in_seconds: u64,
@@ -195,7 +197,7 @@ pub struct Ban {
 
 impl Report {
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec(self).unwrap_or_else(|e| {
+        let mut out = crate::json_line::to_vec(self).unwrap_or_else(|e| {
             log::error!("encoding the status failed: {e}");
             b"{}".to_vec()
         });

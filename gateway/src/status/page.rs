@@ -251,7 +251,7 @@ fn suspicious(h: &mut String, r: &Report) {
     }
     let _ = write!(
         h,
-        "</tbody></table>\n<h3>Bans <small><span data-f=\"bans_total\">{}</span> in force</small></h3><table><thead><tr><th>client (bucket)</th><th>expires</th><th>seconds left</th></tr></thead><tbody data-list=\"bans\">\n",
+        "</tbody></table>\n<h3>Bans <small><span data-f=\"bans_total\">{}</span> in force</small></h3><table><thead><tr><th>client or range</th><th>expires</th><th>seconds left</th></tr></thead><tbody data-list=\"bans\">\n",
         r.bans_total
     );
     if r.bans.is_empty() {

@@ -15,6 +15,7 @@
 //! signature lists compiled into Aho-Corasick automata once per configuration snapshot.
 
 mod ban;
+mod ban_range;
 mod needles;
 mod scanner;
 mod script;
@@ -26,7 +27,7 @@ mod tests;
 mod traversal;
 
 pub use ban::BanList;
-pub use shared_bans::{BanError, SharedBans};
+pub use shared_bans::{BanError, BanRange, SharedBans};
 
 use http::header::USER_AGENT;
 use http::request::Parts;

@@ -78,6 +78,10 @@ pub enum SharedError {
     Redis(#[from] redis::RedisError),
     #[error("the Redis script answered {0} values")]
     BadReply(usize),
+    #[error("the Redis script answered {0}")]
+    Unexpected(i64),
+    #[error("the value is out of the range the store holds exactly; nothing was written")]
+    OutOfRange,
 }
 
 mod connection;

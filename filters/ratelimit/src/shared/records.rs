@@ -63,10 +63,15 @@ return {now, r and tonumber(r) or -1, b and tonumber(b) or -1}
     )
 });
 
-/// KEYS: hash, expiry, version. ARGV: id, body, expires (s), capacity.
+/// KEYS: hash, expiry, version. ARGV: id, body, expires (s), capacity. Returns 1 (stored),
+/// -1 (full) or -2 (`expires` is not an integer Redis holds exactly); only 1 wrote anything.
 static PUT_REVOCATION: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
+local expires = tonumber(ARGV[3])
+if not expires or expires < 0 or expires > 9007199254740991 or expires ~= math.floor(expires) then
+  return -2
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
@@ -78,7 +83,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('INCR', KEYS[3])
-return tonumber(ARGV[3])
+return 1
 "#,
     )
 });
@@ -106,15 +111,18 @@ return {v and tonumber(v) or -1, redis.call('HVALS', KEYS[1])}
 });
 
 /// KEYS: bans, version. ARGV: client, duration (ms) or -1, until (unix ms) or -1, capacity.
-/// A ban already in place is only ever extended.
+/// A ban already in place is only ever extended. Returns the ban's end (unix ms), 0 (already
+/// over), -1 (full) or -2 (an end Redis cannot hold exactly); only a positive end wrote.
 static PUT_BAN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local until_ms = tonumber(ARGV[3])
-if until_ms < 0 then until_ms = now + tonumber(ARGV[2]) end
+if not until_ms then return -2 end
+if until_ms < 0 then until_ms = now + (tonumber(ARGV[2]) or 0) end
+if until_ms > 9007199254740991 or until_ms ~= math.floor(until_ms) then return -2 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if until_ms <= now then return 0 end
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not old and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return -1 end
@@ -126,13 +134,34 @@ return until_ms
     )
 });
 
-/// KEYS: bans, version. ARGV: client.
+/// KEYS: bans, version. ARGV: the spellings of one client (removed together, atomically).
 static DELETE_BAN: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
-local n = redis.call('ZREM', KEYS[1], ARGV[1])
+local n = 0
+for i = 1, #ARGV do n = n + redis.call('ZREM', KEYS[1], ARGV[i]) end
 if n > 0 then redis.call('INCR', KEYS[2]) end
 return n
+"#,
+    )
+});
+
+/// KEYS: bans. ARGV: client. Its ban's end (unix ms), or -1.
+static BAN_END: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s then return -1 end
+return tonumber(s)
+"#,
+    )
+});
+
+/// KEYS: hash. ARGV: id. The revocation's body, or nil.
+static REVOCATION_BODY: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+return redis.call('HGET', KEYS[1], ARGV[1])
 "#,
     )
 });
@@ -222,12 +251,14 @@ impl SharedStore {
             capacity.to_string(),
         ];
         let reply: i64 = self.run_record(&PUT_REVOCATION, &keys, &args).await?;
-        Ok(match u64::try_from(reply) {
-            Ok(until) => Put::Stored {
-                until_ms: until.saturating_mul(1000),
-            },
-            Err(_) => Put::Full,
-        })
+        match reply {
+            1 => Ok(Put::Stored {
+                until_ms: expires.saturating_mul(1000),
+            }),
+            -1 => Ok(Put::Full),
+            -2 => Err(SharedError::OutOfRange),
+            other => Err(SharedError::Unexpected(other)),
+        }
     }
 
     /// Removes revocation `id`; whether it was there.
@@ -261,7 +292,8 @@ impl SharedStore {
         duration: Duration,
         capacity: usize,
     ) -> Result<Put, SharedError> {
-        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX / 2);
+        // Past 2^53 the script refuses it (and writes nothing).
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         self.put_ban_args(client, ms.to_string(), "-1".into(), capacity)
             .await
     }
@@ -287,16 +319,40 @@ impl SharedStore {
     ) -> Result<Put, SharedError> {
         let args = [client.to_string(), duration, until, capacity.to_string()];
         let reply: i64 = self.run_record(&PUT_BAN, &self.ban_keys(), &args).await?;
-        Ok(match u64::try_from(reply) {
-            Ok(until_ms) => Put::Stored { until_ms },
-            Err(_) => Put::Full,
-        })
+        match reply {
+            -1 => Ok(Put::Full),
+            -2 => Err(SharedError::OutOfRange),
+            _ => Ok(Put::Stored {
+                until_ms: u64::try_from(reply).unwrap_or_default(),
+            }),
+        }
     }
 
-    /// Lifts `client`'s ban; whether there was one.
-    pub async fn delete_ban(&self, client: &str) -> Result<bool, SharedError> {
+    /// The end of `client`'s ban as the store holds it (unix ms): reading back a write
+    /// whose answer was lost, to tell whether it took effect.
+    pub async fn ban_end(&self, client: &str) -> Result<Option<u64>, SharedError> {
         let reply: i64 = self
-            .run_record(&DELETE_BAN, &self.ban_keys(), &[client.to_string()])
+            .run_record(&BAN_END, &self.ban_keys()[..1], &[client.to_string()])
+            .await?;
+        Ok(u64::try_from(reply).ok())
+    }
+
+    /// Revocation `id`'s body as the store holds it: reading back a write whose answer was
+    /// lost, to tell whether it took effect.
+    pub async fn revocation_body(&self, id: &str) -> Result<Option<String>, SharedError> {
+        self.run_record(
+            &REVOCATION_BODY,
+            &self.revocation_keys()[..1],
+            &[id.to_string()],
+        )
+        .await
+    }
+
+    /// Lifts the ban of a client stored under any of `spellings` (one atomic script, so
+    /// all go or none); whether there was one.
+    pub async fn delete_ban(&self, spellings: &[String]) -> Result<bool, SharedError> {
+        let reply: i64 = self
+            .run_record(&DELETE_BAN, &self.ban_keys(), spellings)
             .await?;
         Ok(reply > 0)
     }
