@@ -2,7 +2,7 @@
 //! step with the shared store.
 //!
 //! The request path only ever reads the copies (a lock-free load each, see
-//! `portcullis_jwt::Revocations` and `portcullis_edge::SharedBans`). With a shared store, a
+//! `portcullis_jwt::Revocations` and `portcullis_suspicious::SharedBans`). With a shared store, a
 //! task on the admin runtime polls the store's versions every [`SYNC_INTERVAL`] and loads a
 //! whole set again when its version changed, so a change made on any replica is enforced here
 //! within about a quarter of a second, and a replica that (re)connects or starts catches up in
@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis_edge::{BanRange, SharedBans};
 use portcullis_jwt::{Revocation, Revocations};
 use portcullis_ratelimit::shared::{Poll, Put, SharedStore};
+use portcullis_suspicious::{BanRange, SharedBans};
 use tokio::sync::mpsc;
 
 use crate::state::State;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use portcullis_config::{Config, RatePolicy};
 use portcullis_config::{StoreKind, SuspiciousMode};
-use portcullis_edge::{BanList, CorsPolicy, Detector, SecurityHeaders};
+use portcullis_edge::{CorsPolicy, SecurityHeaders};
 use portcullis_ratelimit::shared::SharedStore;
 use portcullis_routing::{ClientHeaders, Router, TrustedProxies};
 use portcullis_signed_url::SignedUrls;
+use portcullis_suspicious::{BanList, Detector};
 
 use crate::auth::Auth;
 use crate::metrics::RouteSeries;

@@ -1,5 +1,5 @@
-//! Edge policies: security response headers, CORS, the HTTPS redirect and suspicious-request
-//! detection with auto-ban.
+//! Edge policies: security response headers, CORS, the HTTPS redirect and the cross-site rule
+//! for cookie sessions. (Suspicious-request detection and bans are `portcullis-suspicious`.)
 //!
 //! Plain Rust, no pingora: a policy looks at request parts and returns header operations or a
 //! verdict; the gateway applies them in one place, so every response (proxied or generated)
@@ -11,19 +11,16 @@
 //! | [`cors`] | preflight answers and the CORS headers of actual responses |
 //! | [`cross_site`] | whether a cookie-authenticated request may have been started by another site |
 //! | [`https`] | where a plain-HTTP request is redirected, if anywhere |
-//! | [`suspicious`] | whether a request looks like an attack, and who is banned |
 
 pub mod cors;
 pub mod cross_site;
 pub mod https;
 pub mod security_headers;
-pub mod suspicious;
 
 pub use cors::{CorsPolicy, Preflight};
 pub use cross_site::cross_site_refused;
 pub use https::{Redirect, RedirectError};
 pub use security_headers::SecurityHeaders;
-pub use suspicious::{BanError, BanList, BanRange, Detector, Finding, Rule, SharedBans};
 
 use http::{HeaderName, HeaderValue};
 

@@ -1,21 +1,12 @@
 //! Property tests: the edge policies never panic on arbitrary input, and their safety
 //! invariants hold for every input (no open redirect, no look-alike origin).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::Method;
-use portcullis_config::{Cors, Suspicious};
-use portcullis_edge::{https, CorsPolicy, Detector};
+use portcullis_config::Cors;
+use portcullis_edge::{https, CorsPolicy};
 use proptest::prelude::*;
-
-/// Built once: the property is about `inspect`, not about compiling the signatures.
-static DETECTOR: LazyLock<Detector> = LazyLock::new(|| {
-    Detector::new(&Suspicious {
-        ban_table_size: 1000,
-        ..Suspicious::default()
-    })
-});
 
 fn cors() -> CorsPolicy {
     CorsPolicy::new(&Cors {
@@ -46,29 +37,6 @@ fn pieces(parts: &'static [&'static str]) -> impl Strategy<Value = String> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
-
-    #[test]
-    fn inspect_never_panics(
-        target in pieces(&["/", "..", "%", "%2", "%25", "%c0", "%ae", "%u00", "'", "\"", " ",
-                           "+", "or", "=", "1", "--", "#", "<", "script", "on", "x", "?", "&",
-                           ";", "/*", "*/", "%00", "\\", "union", "select"]),
-        agent in proptest::collection::vec(any::<u8>(), 0..64),
-        method in "[A-Za-z]{1,10}",
-    ) {
-        let mut builder = http::Request::builder().method(method.as_str());
-        if let Ok(uri) = target.parse::<http::Uri>() {
-            builder = builder.uri(uri);
-        }
-        if let Ok(value) = http::HeaderValue::from_bytes(&agent) {
-            builder = builder.header("user-agent", value);
-        }
-        if let Ok(req) = builder.body(()) {
-            let finding = DETECTOR.inspect(&req.into_parts().0);
-            if let Some(f) = finding {
-                prop_assert!(f.detail.bytes().all(|b| (0x20..0x7f).contains(&b)));
-            }
-        }
-    }
 
     #[test]
     fn redirect_never_leaves_the_allowed_hosts(

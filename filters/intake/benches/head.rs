@@ -1,7 +1,7 @@
 //! The intake's per-request cost of judging a header section: a typical browser request with
 //! a bearer token, read whole (the common case) and delivered in three pieces.
 //!
-//! `cargo bench -p portcullis-edge --bench head`
+//! `cargo bench -p portcullis-intake --bench head`
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -25,9 +25,9 @@
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
-use portcullis_edge::BanRange;
 use portcullis_jwt::{Revocation, RevocationError, Revoked};
 use portcullis_ratelimit::shared::{Put, SharedError};
+use portcullis_suspicious::BanRange;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -400,7 +400,9 @@ async fn add_ban(request: &Request, state: &State) -> Answer {
         {
             Ok(Put::Stored { until_ms }) => until = until_ms,
             Ok(Put::Full) => {
-                return full(portcullis_edge::BanError::Full(shared.bans.capacity()).to_string())
+                return full(
+                    portcullis_suspicious::BanError::Full(shared.bans.capacity()).to_string(),
+                )
             }
             Err(e @ SharedError::OutOfRange) => return store_unavailable(e),
             // The answer was lost, not necessarily the write: read it back. An end at least

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_config::{StoreKind, SuspiciousMode};
-use portcullis_edge::Rule;
+use portcullis_suspicious::Rule;
 
 use super::json::*;
 use super::sampler::{self, value, Totals};

@@ -1,14 +1,13 @@
 //! The per-request cost of suspicious-request detection: a benign request (the common
-//! case, which must stay cheap) and an attack, plus CORS origin matching.
+//! case, which must stay cheap) and an attack.
 //!
-//! `cargo bench -p portcullis-edge --bench inspect`
+//! `cargo bench -p portcullis-suspicious --bench inspect`
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis_config::{Cors, Suspicious};
-use portcullis_edge::{CorsPolicy, Detector};
+use portcullis_config::Suspicious;
+use portcullis_suspicious::Detector;
 
 fn request(target: &str, ua: &str) -> http::request::Parts {
     let built = http::Request::builder()
@@ -41,21 +40,6 @@ fn inspect(c: &mut Criterion) {
     });
     c.bench_function("inspect/sql injection", |b| {
         b.iter(|| detector.inspect(black_box(&attack)))
-    });
-
-    let cors = CorsPolicy::new(&Cors {
-        allow_origins: vec![
-            "https://music.example.com".into(),
-            "https://*.example.com".into(),
-        ],
-        allow_methods: vec![http::Method::GET, http::Method::POST],
-        allow_headers: vec![],
-        expose_headers: vec![],
-        allow_credentials: true,
-        max_age: Duration::from_secs(600),
-    });
-    c.bench_function("cors/allows subdomain", |b| {
-        b.iter(|| cors.allows(black_box("https://a.b.example.com")))
     });
 }
 

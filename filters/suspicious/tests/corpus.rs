@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use portcullis_config::Suspicious;
-use portcullis_edge::{Detector, Finding};
+use portcullis_suspicious::{Detector, Finding};
 
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0";
 
@@ -75,7 +75,7 @@ fn benign_traffic_passes_and_attacks_are_caught() {
         attacks.len(),
         attacks.len() - missed.len()
     );
-    for rule in portcullis_edge::suspicious::Rule::ALL {
+    for rule in portcullis_suspicious::Rule::ALL {
         let n = attacks
             .iter()
             .filter(|(_, f)| f.as_ref().is_some_and(|f| f.rule == rule.name()))
