@@ -13,6 +13,7 @@ mod error;
 mod forward;
 mod health;
 mod intake;
+mod lowercase;
 mod metrics;
 mod outcome;
 mod proxy;
