@@ -71,8 +71,15 @@ fn upstream_headers(headers: &mut HeaderMap, upgrade: bool, ctx: &RequestCtx) ->
 
     let forwarded_for = value(forwarded_for(headers, ctx))?;
     let forwarded_host = forwarded_host(headers, ctx).map(value).transpose()?;
+    // An untrusted peer is the client: X-Forwarded-For is its address alone, formatted once.
+    let real_ip = if !ctx.client.peer_trusted && ctx.client.ip == ctx.client.peer {
+        forwarded_for.clone()
+    } else {
+        value(ctx.client.ip.to_string())?
+    };
     headers.reserve(5 + ctx.identity.forward_headers.len());
     headers.insert(X_FORWARDED_FOR_NAME, forwarded_for);
+    headers.insert(X_REAL_IP_NAME, real_ip);
     headers.insert(
         X_FORWARDED_PROTO_NAME,
         HeaderValue::from_static(forwarded_proto(ctx)),
@@ -81,7 +88,6 @@ fn upstream_headers(headers: &mut HeaderMap, upgrade: bool, ctx: &RequestCtx) ->
         Some(h) => headers.insert(X_FORWARDED_HOST_NAME, h),
         None => headers.remove(X_FORWARDED_HOST_NAME),
     };
-    headers.insert(X_REAL_IP_NAME, value(ctx.client.ip.to_string())?);
     headers.insert(X_REQUEST_ID_NAME, value(ctx.client.request_id.clone())?);
 
     // Verified claims; the client's copies of these names went with `client_headers` above,
