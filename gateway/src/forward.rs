@@ -9,16 +9,19 @@ use pingora::proxy::Session;
 use portcullis_routing::forwarding::hop_by_hop;
 
 use crate::ctx::{CredentialKind, RequestCtx};
-use crate::respond::X_REQUEST_ID;
+use crate::respond::{X_REQUEST_ID, X_REQUEST_ID_NAME};
 use portcullis_config::TokenSource;
 use portcullis_jwt::strip_cookie;
 
-// Names as static strings: pingora keeps a copy of each inserted name for its case map, and a
-// `&'static str` is the one form it can keep without allocating.
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_REAL_IP: &str = "x-real-ip";
+// The same names parsed at compile time, inserted without parsing them again.
+const X_FORWARDED_FOR_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
+const X_FORWARDED_PROTO_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_PROTO);
+const X_FORWARDED_HOST_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_HOST);
+const X_REAL_IP_NAME: HeaderName = HeaderName::from_static(X_REAL_IP);
 
 /// Every header this module sets on each upstream request; client copies in any spelling are
 /// removed (`ClientHeaders`).
@@ -44,49 +47,67 @@ pub fn upstream_request(
         })?;
         req.set_uri(uri);
     }
-    for name in hop_by_hop(&req.headers, session.is_upgrade_req()) {
-        req.remove_header(&name);
+    let upgrade = session.is_upgrade_req();
+    // Names go upstream in lower case: the case map is dropped and every change below is
+    // made on the header map itself (`lowercase`).
+    crate::lowercase::request(req, |headers| upstream_headers(headers, upgrade, ctx))?
+}
+
+/// The upstream request's header section: hop-by-hop headers, spoofed copies of the
+/// gateway's own and unverified credentials out; the forwarding headers, the request id,
+/// verified claims, `Host` and the upstream's injected headers in.
+fn upstream_headers(headers: &mut HeaderMap, upgrade: bool, ctx: &RequestCtx) -> Result<()> {
+    for name in hop_by_hop(headers, upgrade) {
+        headers.remove(&name);
     }
     for name in ctx
         .snapshot
         .client_headers
-        .to_remove(&req.headers, ctx.client.peer_trusted)
+        .to_remove(headers, ctx.client.peer_trusted)
     {
-        req.remove_header(&name);
+        headers.remove(&name);
     }
-    strip_credentials(req, ctx);
+    strip_credentials(headers, ctx);
 
-    let forwarded_for = forwarded_for(&req.headers, ctx);
-    set(req, X_FORWARDED_FOR, &forwarded_for)?;
-    set(req, X_FORWARDED_PROTO, forwarded_proto(ctx))?;
-    match forwarded_host(&req.headers, ctx) {
-        Some(h) => set(req, X_FORWARDED_HOST, &h)?,
-        None => {
-            req.remove_header(X_FORWARDED_HOST);
-        }
-    }
-    set(req, X_REAL_IP, &ctx.client.ip.to_string())?;
-    set(req, X_REQUEST_ID, &ctx.client.request_id)?;
+    let forwarded_for = value(forwarded_for(headers, ctx))?;
+    let forwarded_host = forwarded_host(headers, ctx).map(value).transpose()?;
+    // An untrusted peer is the client: X-Forwarded-For is its address alone, formatted once.
+    let real_ip = if !ctx.client.peer_trusted && ctx.client.ip == ctx.client.peer {
+        forwarded_for.clone()
+    } else {
+        value(ctx.client.ip.to_string())?
+    };
+    headers.reserve(5 + ctx.identity.forward_headers.len());
+    headers.insert(X_FORWARDED_FOR_NAME, forwarded_for);
+    headers.insert(X_REAL_IP_NAME, real_ip);
+    headers.insert(
+        X_FORWARDED_PROTO_NAME,
+        HeaderValue::from_static(forwarded_proto(ctx)),
+    );
+    match forwarded_host {
+        Some(h) => headers.insert(X_FORWARDED_HOST_NAME, h),
+        None => headers.remove(X_FORWARDED_HOST_NAME),
+    };
+    headers.insert(X_REQUEST_ID_NAME, value(ctx.client.request_id.clone())?);
 
     // Verified claims; the client's copies of these names went with `client_headers` above,
     // whatever the route's auth mode.
     for (name, value) in &ctx.identity.forward_headers {
-        req.append_header(name.clone(), value.clone())?;
+        headers.append(name.clone(), value.clone());
     }
     if let Some(host) = upstream_host(ctx) {
-        if req
-            .headers
+        if headers
             .get(HOST)
             .is_none_or(|h| h.as_bytes() != host.as_bytes())
         {
             let value = HeaderValue::from_str(host)
                 .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid host"))?;
-            req.insert_header(HOST, value)?;
+            headers.insert(HOST, value);
         }
     }
     if let Some(pool) = ctx.upstream.pool() {
         for (name, value) in &pool.config.request_headers {
-            req.insert_header(name.clone(), value.clone())?;
+            headers.insert(name.clone(), value.clone());
         }
     }
     Ok(())
@@ -193,15 +214,14 @@ pub fn upstream_response(resp: &mut ResponseHeader) {
 /// Only the credential the gateway verified may reach the upstream, and not even that with
 /// `[jwt] forward_credentials = false`: a token in another source went unchecked (the first
 /// present source is the credential), and a signed URL's request checks no token at all.
-fn strip_credentials(req: &mut RequestHeader, ctx: &RequestCtx) {
+fn strip_credentials(headers: &mut HeaderMap, ctx: &RequestCtx) {
     if !keeps_authorization(ctx) {
-        req.remove_header(&AUTHORIZATION);
+        headers.remove(AUTHORIZATION);
     }
-    if let Some(kept) = forwarded_cookies(&req.headers, ctx) {
-        req.remove_header(&COOKIE);
+    if let Some(kept) = forwarded_cookies(headers, ctx) {
+        headers.remove(COOKIE);
         for value in kept {
-            // Appending a valid value to a fresh name cannot fail.
-            let _ = req.append_header(COOKIE, value);
+            headers.append(COOKIE, value);
         }
     }
 }
@@ -273,8 +293,8 @@ fn joined_values<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Vec<u8> {
     out
 }
 
-fn set(req: &mut RequestHeader, name: &'static str, value: &str) -> Result<()> {
-    let value = HeaderValue::from_str(value)
-        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid forwarding header"))?;
-    req.insert_header(name, value)
+/// A forwarding header's value, taking the string's bytes as they are (no copy).
+fn value(text: String) -> Result<HeaderValue> {
+    HeaderValue::try_from(text)
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid forwarding header"))
 }

@@ -14,6 +14,7 @@ mod forward;
 mod health;
 mod intake;
 mod json_line;
+mod lowercase;
 mod metrics;
 mod outcome;
 mod proxy;

@@ -18,6 +18,8 @@ use crate::snapshot::Snapshot;
 
 /// A static string, so pingora can keep the name for its case map without allocating.
 pub const X_REQUEST_ID: &str = "x-request-id";
+/// The same name, parsed at compile time.
+pub const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
 
 /// A response the gateway writes itself.
 pub struct Generated {
@@ -102,11 +104,13 @@ impl Generated {
     /// The status line, the response's own headers and its Content-Length; the caller adds the
     /// headers every response gets (`finish_headers` or `stamp`).
     pub fn header(&self) -> pingora::Result<ResponseHeader> {
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 16))?;
-        for (name, value) in &self.headers {
-            resp.insert_header(name.clone(), value.clone())?;
-        }
-        resp.insert_header(CONTENT_LENGTH, self.body.len())?;
+        let mut resp = ResponseHeader::build_no_case(self.status, Some(self.headers.len() + 1))?;
+        crate::lowercase::response(&mut resp, |headers| {
+            for (name, value) in &self.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        })?;
         Ok(resp)
     }
 }
@@ -157,6 +161,9 @@ pub fn finish_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::R
 
 /// `finish_headers` for answers given before a request context exists (the intake's refusals
 /// of requests whose header section never arrived whole).
+///
+/// Names go out in lower case: the head's case map is dropped (`lowercase`) and the ready
+/// pairs are written straight into its header map, sized once for all of them.
 pub fn stamp(
     resp: &mut ResponseHeader,
     request_id: &str,
@@ -164,14 +171,15 @@ pub fn stamp(
     https: bool,
     ops: &[HeaderOp],
 ) -> pingora::Result<()> {
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        resp.insert_header(X_REQUEST_ID, id)?;
-    }
-    for op in snapshot.security_headers(https) {
-        op.apply(resp)?;
-    }
-    for op in ops {
-        op.apply(resp)?;
-    }
-    Ok(())
+    let security = snapshot.security_headers(https);
+    let id = HeaderValue::from_str(request_id).ok();
+    crate::lowercase::response(resp, |headers| {
+        headers.reserve(1 + security.len() + ops.len());
+        if let Some(id) = id {
+            headers.insert(X_REQUEST_ID_NAME, id);
+        }
+        for op in security.iter().chain(ops) {
+            op.apply(headers);
+        }
+    })
 }

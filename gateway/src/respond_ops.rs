@@ -1,59 +1,25 @@
-//! Applies the policies' header operations to a pingora response header (pingora keeps its
-//! own header-name case map, so changes go through its methods, not the raw map).
+//! Applies the policies' header operations to a head's header map, once pingora's case map is
+//! out of the way (`lowercase`): the ready `HeaderName`/`HeaderValue` pairs go in as they are,
+//! with no name re-parsed and no second map to keep in step.
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
-use pingora::http::{IntoCaseHeaderName, ResponseHeader};
+use http::HeaderMap;
 pub use portcullis_edge::HeaderOp;
 
 pub trait ApplyHeaderOp {
-    fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()>;
+    fn apply(&self, headers: &mut HeaderMap);
 }
 
 impl ApplyHeaderOp for HeaderOp {
-    fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    fn apply(&self, headers: &mut HeaderMap) {
         match self {
-            HeaderOp::Set(n, v) => resp.insert_header(n.clone(), v.clone()),
-            HeaderOp::Append(n, v) => resp.append_header(n.clone(), v.clone()).map(|_| ()),
-            HeaderOp::Remove(n) => {
-                resp.remove_header(n);
-                Ok(())
+            HeaderOp::Set(n, v) => {
+                headers.insert(n.clone(), v.clone());
             }
-        }
-    }
-}
-
-/// A header operation prepared once per configuration snapshot for headers every response
-/// gets (the security headers): the name's wire bytes are computed here, as pingora itself
-/// would (`IntoCaseHeaderName`), so applying it hands pingora a shared `Bytes` instead of
-/// copying the name into a fresh allocation on every response. The wire output is the same.
-pub enum ReadyOp {
-    Set(Bytes, HeaderValue),
-    Append(Bytes, HeaderValue),
-    Remove(HeaderName),
-}
-
-impl ReadyOp {
-    pub fn new(op: &HeaderOp) -> Self {
-        let case = |name: &HeaderName| {
-            Bytes::copy_from_slice(name.clone().into_case_header_name().as_slice())
-        };
-        match op {
-            HeaderOp::Set(n, v) => ReadyOp::Set(case(n), v.clone()),
-            HeaderOp::Append(n, v) => ReadyOp::Append(case(n), v.clone()),
-            HeaderOp::Remove(n) => ReadyOp::Remove(n.clone()),
-        }
-    }
-}
-
-impl ApplyHeaderOp for ReadyOp {
-    fn apply(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
-        match self {
-            ReadyOp::Set(n, v) => resp.insert_header(n.clone(), v.clone()),
-            ReadyOp::Append(n, v) => resp.append_header(n.clone(), v.clone()).map(|_| ()),
-            ReadyOp::Remove(n) => {
-                resp.remove_header(n);
-                Ok(())
+            HeaderOp::Append(n, v) => {
+                headers.append(n.clone(), v.clone());
+            }
+            HeaderOp::Remove(n) => {
+                headers.remove(n);
             }
         }
     }

@@ -15,7 +15,7 @@ use portcullis_suspicious::{BanList, Detector};
 
 use crate::auth::Auth;
 use crate::metrics::RouteSeries;
-use crate::respond_ops::ReadyOp;
+use crate::respond_ops::HeaderOp;
 use crate::tls::TlsMaterial;
 use crate::upstream::UpstreamPool;
 
@@ -66,9 +66,9 @@ pub struct Snapshot {
     /// Client headers removed before forwarding: twins of every header the gateway sets,
     /// spoofable address claims, path and method overrides, `_` names.
     pub client_headers: ClientHeaders,
-    /// Security response headers (Helmet-grade defaults plus overrides).
-    /// Prepared for pingora once: (plain HTTP, HTTPS).
-    security_headers: (Vec<ReadyOp>, Vec<ReadyOp>),
+    /// Security response headers (Helmet-grade defaults plus overrides), as ready
+    /// name/value pairs for plain HTTP and for HTTPS, built once.
+    security_headers: SecurityHeaders,
     /// `[cors]`, when configured.
     pub cors: Option<CorsPolicy>,
     /// Suspicious-request rules (None when `mode = "off"`) and the auto-ban table. The table
@@ -169,15 +169,7 @@ impl Snapshot {
                 status_slot: slots[i],
             }));
         }
-        let security = SecurityHeaders::new(&config.security_headers);
-        let ready = |https: bool| {
-            security
-                .operations(https)
-                .iter()
-                .map(ReadyOp::new)
-                .collect()
-        };
-        let security_headers = (ready(false), ready(true));
+        let security_headers = SecurityHeaders::new(&config.security_headers);
         let cors = config.cors.as_ref().map(CorsPolicy::new);
         let detector = (config.suspicious.mode != SuspiciousMode::Off)
             .then(|| Detector::new(&config.suspicious));
@@ -229,12 +221,8 @@ impl Snapshot {
             .collect()
     }
 
-    pub fn security_headers(&self, https: bool) -> &[ReadyOp] {
-        if https {
-            &self.security_headers.1
-        } else {
-            &self.security_headers.0
-        }
+    pub fn security_headers(&self, https: bool) -> &[HeaderOp] {
+        self.security_headers.operations(https)
     }
 }
 

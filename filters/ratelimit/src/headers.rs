@@ -22,6 +22,66 @@ pub fn tightest<'a>(rates: &[&'a Rate], checks: &'a [Check]) -> Option<(&'a Rate
         .map(|(r, c)| (*r, c))
 }
 
+/// A structured field `"policy";a=1;b=2` written into a stack buffer: no `format!`
+/// machinery and no intermediate `String`, only the value's own bytes (a policy name too long
+/// for the buffer takes the `format!` path).
+struct Field {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl Field {
+    fn value_of(policy: &str, (k1, a): (&str, u64), (k2, b): (&str, u64)) -> Option<HeaderValue> {
+        match Field::new(policy, k1.as_bytes(), a, k2.as_bytes(), b) {
+            Some(field) => field.value(),
+            None => HeaderValue::from_str(&format!("\"{policy}\";{k1}={a};{k2}={b}")).ok(),
+        }
+    }
+
+    fn new(policy: &str, first: &[u8], a: u64, second: &[u8], b: u64) -> Option<Field> {
+        let mut field = Field {
+            buf: [0; 128],
+            len: 0,
+        };
+        field.push(b"\"")?;
+        field.push(policy.as_bytes())?;
+        field.push(b"\";")?;
+        field.push(first)?;
+        field.push(b"=")?;
+        field.number(a)?;
+        field.push(b";")?;
+        field.push(second)?;
+        field.push(b"=")?;
+        field.number(b)?;
+        Some(field)
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.len.checked_add(bytes.len())?;
+        self.buf.get_mut(self.len..end)?.copy_from_slice(bytes);
+        self.len = end;
+        Some(())
+    }
+
+    fn number(&mut self, mut n: u64) -> Option<()> {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..])
+    }
+
+    fn value(self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(&self.buf[..self.len]).ok()
+    }
+}
+
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -33,7 +93,9 @@ pub fn fields(
     refused: bool,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let reset = ceil_secs(check.reset);
-    let mut out = vec![
+    // Sized once for every field below, `Retry-After` included.
+    let mut out = Vec::with_capacity(6);
+    out.extend([
         (
             HeaderName::from_static("x-ratelimit-limit"),
             HeaderValue::from(rate.count),
@@ -46,16 +108,14 @@ pub fn fields(
             HeaderName::from_static("x-ratelimit-reset"),
             HeaderValue::from(reset),
         ),
-    ];
+    ]);
     // Policy names are validated identifiers, so they are safe inside a quoted string.
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "\"{policy}\";q={};w={}",
-        rate.count,
-        rate.window_secs()
-    )) {
+    let count = u64::from(rate.count);
+    if let Some(v) = Field::value_of(policy, ("q", count), ("w", rate.window_secs())) {
         out.push((HeaderName::from_static("ratelimit-policy"), v));
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{policy}\";r={};t={reset}", check.remaining)) {
+    let remaining = u64::from(check.remaining);
+    if let Some(v) = Field::value_of(policy, ("r", remaining), ("t", reset)) {
         out.push((HeaderName::from_static("ratelimit"), v));
     }
     if refused {
@@ -65,4 +125,34 @@ pub fn fields(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structured_fields_match_their_formatted_definition() {
+        for (a, b) in [
+            (0, 0),
+            (1, 60),
+            (99_999_999, 1),
+            (u64::MAX, u64::from(u32::MAX)),
+        ] {
+            let field = Field::value_of("default", ("r", a), ("t", b));
+            assert_eq!(
+                field.unwrap(),
+                format!("\"default\";r={a};t={b}").as_str(),
+                "{a} {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_name_too_long_for_the_buffer_takes_the_formatted_path() {
+        let name = "p".repeat(200);
+        assert!(Field::new(&name, b"q", 1, b"w", 2).is_none());
+        let value = Field::value_of(&name, ("q", 1), ("w", 2)).unwrap();
+        assert_eq!(value, format!("\"{name}\";q=1;w=2").as_str());
+    }
 }
