@@ -478,6 +478,18 @@ fn past_max_connections_every_new_connection_gets_503_and_open_ones_are_served()
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(limit_count(&gw, "none", "connections", 1.0), 1.0);
+    // The status page shows what is held and what was refused.
+    let status = gw.admin_get("/status.json").expect("status.json").json();
+    let bounds = &status["bounds"];
+    assert_eq!(bounds["connections"], 3);
+    assert_eq!(bounds["max_connections"], 3);
+    let refused = bounds["refusals"].as_array().unwrap();
+    assert_eq!(refused.len(), 9, "every limit is listed");
+    let connections = refused
+        .iter()
+        .find(|r| r["limit"] == "connections")
+        .unwrap();
+    assert_eq!(connections["total"], 1);
     // Connections already open are served.
     let open = held.pop().unwrap();
     assert_eq!(get_on(open, gw.port, "/up/x").status, 200);
