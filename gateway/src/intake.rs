@@ -295,6 +295,9 @@ async fn read_head(
                 Err(_) => return Err(Ended::Refused(Rejection::HeaderTimeout, buf, began)),
             },
             _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
+            // A new connection that has sent nothing yet is as idle as a kept-alive one:
+            // near max_connections it makes room too (nginx's "reusable" connections).
+            _ = gate.make_room(), if buf.is_empty() => return Err(Ended::Quietly),
         }
     }
 }

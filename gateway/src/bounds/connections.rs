@@ -5,8 +5,9 @@
 //! may hold an upstream connection too, so the default is half of `RLIMIT_NOFILE` less a
 //! reserve for listeners, logs, the upstream pool and the shared store, and the process
 //! never reaches `EMFILE` (where pingora's accept loop would sleep a second per failure).
-//! Like nginx, near the cap the longest-idle keep-alive connection is closed to make room
-//! for each new one, before any new connection is refused.
+//! Like nginx, near the cap the longest-idle connection (kept alive between requests, or new
+//! and silent: nothing of a request received yet) is closed to make room for each new one,
+//! before any new connection is refused.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
