@@ -466,8 +466,13 @@ fn past_max_connections_every_new_connection_gets_503_and_open_ones_are_served()
         "max_connections = 3\nmax_connections_per_client = 3",
         "",
     );
+    // Connections with part of a request in (not idle: nothing to reclaim near the cap).
     let mut held: Vec<_> = (0..3)
-        .map(|_| connect(gw.port, Duration::from_secs(15)))
+        .map(|_| {
+            let mut s = connect(gw.port, Duration::from_secs(15));
+            s.write_all(b"GET /up/x HTTP/1.1\r\n").unwrap();
+            s
+        })
         .collect();
     assert!(wait_until(Duration::from_secs(10), || gw
         .metric("portcullis_client_connections", &[])
@@ -491,8 +496,11 @@ fn past_max_connections_every_new_connection_gets_503_and_open_ones_are_served()
         .unwrap();
     assert_eq!(connections["total"], 1);
     // Connections already open are served.
-    let open = held.pop().unwrap();
-    assert_eq!(get_on(open, gw.port, "/up/x").status, 200);
+    let mut open = held.pop().unwrap();
+    let rest = format!("Host: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", gw.port);
+    open.write_all(rest.as_bytes()).unwrap();
+    let r = read_response(&mut BufReader::new(open), "GET").expect("an answer");
+    assert_eq!(r.status, 200);
     assert!(wait_until(Duration::from_secs(10), || gw
         .metric("portcullis_client_connections", &[])
         == 2.0));
@@ -500,6 +508,44 @@ fn past_max_connections_every_new_connection_gets_503_and_open_ones_are_served()
         get_on(connect_from("127.0.0.5", gw.port), gw.port, "/up/x").status,
         200
     );
+}
+
+#[test]
+fn near_max_connections_a_silent_connection_makes_room_for_a_new_one() {
+    let app = Recorder::start();
+    let gw = gateway(
+        "bounds-reclaim",
+        app.port,
+        "max_connections = 4\nmax_connections_per_client = 4",
+        "",
+    );
+    let silent: Vec<_> = (0..3)
+        .map(|_| connect(gw.port, Duration::from_secs(15)))
+        .collect();
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .metric("portcullis_client_connections", &[])
+        == 3.0));
+    // The fourth reaches 90% of the cap: the longest-silent connection is closed for it, and
+    // a fifth is served rather than refused.
+    let fourth = connect(gw.port, Duration::from_secs(15));
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .metric("portcullis_client_connections", &[])
+        == 3.0));
+    assert_eq!(
+        get_on(connect(gw.port, Duration::from_secs(15)), gw.port, "/up/x").status,
+        200
+    );
+    let closed = silent
+        .iter()
+        .filter(|s| {
+            let mut s = s.try_clone().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            matches!(s.read(&mut [0u8; 64]), Ok(0))
+        })
+        .count();
+    assert!(closed >= 1, "a silent connection made room");
+    assert_eq!(limit_count(&gw, "none", "connections", 0.0), 0.0);
+    drop(fourth);
 }
 
 // === WebSockets ===
