@@ -51,6 +51,8 @@ const INITIAL_BUFFER: usize = 2048;
 /// How long a refused connection may take to deliver what it sends first (so closing it does
 /// not reset the answer away).
 const REFUSAL_LINGER: Duration = Duration::from_millis(100);
+/// How long a new connection must have sent nothing before it may be closed to make room.
+const SILENT_BEFORE_RECLAIM: Duration = Duration::from_secs(1);
 
 /// The proxy service's application: the intake in front of pingora's HTTP proxy.
 pub struct Intake {
@@ -262,7 +264,7 @@ async fn read_head(
                 },
                 _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
                 // Near max_connections, idle kept-alive connections make room first.
-                _ = gate.make_room() => return Err(Ended::Quietly),
+                _ = gate.make_room(&server.bounds) => return Err(Ended::Quietly),
             }
             Instant::now()
         }
@@ -295,9 +297,13 @@ async fn read_head(
                 Err(_) => return Err(Ended::Refused(Rejection::HeaderTimeout, buf, began)),
             },
             _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
-            // A new connection that has sent nothing yet is as idle as a kept-alive one:
-            // near max_connections it makes room too (nginx's "reusable" connections).
-            _ = gate.make_room(), if buf.is_empty() => return Err(Ended::Quietly),
+            // A new connection that has sent nothing for a second is as idle as a kept-alive
+            // one: near max_connections it makes room too (nginx's "reusable" connections).
+            // Never at once, or the connection just admitted could take its own wake-up.
+            _ = async {
+                tokio::time::sleep_until((began + SILENT_BEFORE_RECLAIM).into()).await;
+                gate.make_room(&server.bounds).await
+            }, if buf.is_empty() => return Err(Ended::Quietly),
         }
     }
 }

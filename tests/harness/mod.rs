@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod backend;
+mod bounded;
 mod browser;
 mod cached;
 mod client;
@@ -22,6 +23,8 @@ mod replicas;
 // Each test file uses its own part of the harness.
 #[allow(unused_imports)]
 pub use backend::*;
+#[allow(unused_imports)]
+pub use bounded::*;
 #[allow(unused_imports)]
 pub use browser::*;
 #[allow(unused_imports)]

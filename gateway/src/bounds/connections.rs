@@ -102,9 +102,17 @@ impl ConnectionGate {
         })
     }
 
-    /// Resolves when this idle keep-alive connection should close to make room.
-    pub async fn make_room(&self) {
-        self.idle.notified().await
+    /// Resolves when this idle connection should close to make room: woken by an admission
+    /// above the high-water mark, and the gateway still above it (a wake-up stored while no
+    /// connection was idle may be taken later, when the pressure is gone: it is ignored then).
+    pub async fn make_room(&self, bounds: &RequestBounds) {
+        loop {
+            self.idle.notified().await;
+            let cap = self.cap(bounds);
+            if self.open().saturating_mul(10) >= cap.saturating_mul(9) {
+                return;
+            }
+        }
     }
 }
 
