@@ -15,7 +15,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use model::*;
-pub use units::{parse_duration, parse_rate, parse_size};
+pub use units::{parse_byte_rate, parse_duration, parse_rate, parse_size};
 
 use reader::{Diag, OptionalKey, Section};
 
@@ -112,6 +112,7 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
             .as_ref()
             .and_then(Option::as_ref)
             .map(|j| j.sources.as_slice()),
+        body_buffer_memory: server.as_ref().map(|s| s.bounds.body_buffer_memory),
     };
     let routes = sections::routes::routes(root.get("routes"), &cx, d);
 

@@ -364,6 +364,13 @@ impl<'a> Field<'a> {
         units::parse_rate(&text).map_err(|e| self.error(d, e)).ok()
     }
 
+    pub(crate) fn byte_rate(&self, d: &mut Diag) -> Option<units::ByteRate> {
+        let text = self.string(d)?;
+        units::parse_byte_rate(&text)
+            .map_err(|e| self.error(d, e))
+            .ok()
+    }
+
     pub(crate) fn size(&self, d: &mut Diag) -> Option<usize> {
         let text = self.string(d)?;
         units::parse_size(&text).map_err(|e| self.error(d, e)).ok()

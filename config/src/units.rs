@@ -138,6 +138,30 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
     })
 }
 
+/// A transfer rate: bytes per second (`"1KiB/s"`, `"512B/s"`, `"1MiB/s"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ByteRate {
+    pub bytes_per_sec: u64,
+}
+
+/// Parses `"SIZE/s"` (a size as [`parse_size`] reads it, per second). `"0B/s"` is allowed
+/// (keys that accept it read it as "off").
+pub fn parse_byte_rate(text: &str) -> Result<ByteRate, String> {
+    let (size, unit) = text
+        .trim()
+        .rsplit_once('/')
+        .ok_or_else(|| format!("`{text}` is not a rate of bytes (e.g. \"1KiB/s\")"))?;
+    if !matches!(unit.trim(), "s" | "sec" | "second") {
+        return Err(format!(
+            "`{text}`: rates of bytes are per second (e.g. \"1KiB/s\")"
+        ));
+    }
+    let bytes = parse_size(size)?;
+    Ok(ByteRate {
+        bytes_per_sec: bytes as u64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +258,20 @@ mod tests {
             "/min",
         ] {
             assert!(parse_rate(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn byte_rates_read_one_way() {
+        assert_eq!(parse_byte_rate("1KiB/s").map(|r| r.bytes_per_sec), Ok(1024));
+        assert_eq!(parse_byte_rate("512B/s").map(|r| r.bytes_per_sec), Ok(512));
+        assert_eq!(
+            parse_byte_rate("1MiB/s").map(|r| r.bytes_per_sec),
+            Ok(1 << 20)
+        );
+        assert_eq!(parse_byte_rate("0B/s").map(|r| r.bytes_per_sec), Ok(0));
+        for bad in ["1KiB", "1KiB/min", "1KB/s", "fast/s", "/s", "1.5KiB/s"] {
+            assert!(parse_byte_rate(bad).is_err(), "{bad} accepted");
         }
     }
 

@@ -46,6 +46,7 @@ pub async fn admit(
     route(session, ctx)?;
     authenticate(state, session, ctx).await?;
     rate_limit(state, ctx).await?;
+    crate::bounds::admit(state, session, ctx).await?;
     Ok(())
 }
 

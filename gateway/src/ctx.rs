@@ -32,6 +32,8 @@ pub struct RequestCtx {
     pub answer: Answer,
     /// What the edge cache did for this request.
     pub cache: portcullis_cache::CacheState,
+    /// Body meter or buffered body, in-flight permit, tunnel watch (`bounds`).
+    pub bounds: crate::bounds::Bounded,
     _in_flight: InFlight,
 }
 
@@ -116,6 +118,7 @@ impl RequestCtx {
             upstream: Attempt::default(),
             answer: Answer::default(),
             cache: Default::default(),
+            bounds: Default::default(),
             _in_flight: in_flight,
         }
     }

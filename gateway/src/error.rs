@@ -4,6 +4,8 @@
 
 use http::{HeaderValue, Method};
 
+use crate::bounds::Limit;
+
 /// What a 405 for a method the gateway never proxies (`CONNECT`, `TRACE`) lists as allowed.
 pub const PROXIED_METHODS: &[Method] = &[
     Method::GET,
@@ -50,6 +52,19 @@ pub enum Rejection {
     },
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
+    #[error("the request body is larger than this route accepts ({limit} bytes)")]
+    PayloadTooLarge { limit: usize },
+    /// `BodyTimeout` (a stall) or `BodyRate` (a trickle).
+    #[error("the request body did not arrive in time")]
+    BodyTimeout(Limit),
+    /// `Connections` or `BodyBufferMemory`: the gateway's own capacity.
+    #[error("the gateway is at capacity, retry later")]
+    Overloaded(Limit),
+    /// `ConnectionsPerClient` or `InFlightPerClient`.
+    #[error("too many connections or requests from this client, retry later")]
+    ClientLimit(Limit),
+    #[error("a request body of this size on this route must declare its Content-Length")]
+    LengthRequired,
 }
 
 impl Rejection {
@@ -66,6 +81,11 @@ impl Rejection {
             Rejection::BadGateway => 502,
             Rejection::UpstreamUnavailable { .. } => 503,
             Rejection::UpstreamTimeout => 504,
+            Rejection::PayloadTooLarge { .. } => 413,
+            Rejection::BodyTimeout(_) => 408,
+            Rejection::Overloaded(_) => 503,
+            Rejection::ClientLimit(_) => 429,
+            Rejection::LengthRequired => 411,
         }
     }
 
@@ -83,6 +103,11 @@ impl Rejection {
             Rejection::BadGateway => "bad_gateway",
             Rejection::UpstreamUnavailable { .. } => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::PayloadTooLarge { .. } => "payload_too_large",
+            Rejection::BodyTimeout(_) => "request_timeout",
+            Rejection::Overloaded(_) => "overloaded",
+            Rejection::ClientLimit(_) => "rate_limited",
+            Rejection::LengthRequired => "length_required",
         }
     }
 
@@ -90,7 +115,42 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::Forbidden { reason, .. } | Rejection::Unauthorized { reason, .. } => reason,
-            other => other.code(),
+            other => match other.limit() {
+                Some(limit) => limit.label(),
+                None => other.code(),
+            },
         }
+    }
+
+    /// The bound behind this answer (`portcullis_request_limits_total`'s `limit`).
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            Rejection::PayloadTooLarge { .. } => Some(Limit::BodySize),
+            Rejection::BodyTimeout(l) | Rejection::Overloaded(l) | Rejection::ClientLimit(l) => {
+                Some(*l)
+            }
+            _ => None,
+        }
+    }
+
+    /// Seconds for `Retry-After`: capacity refusals pass quickly.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Rejection::Overloaded(_) | Rejection::ClientLimit(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection closes after this answer: a body left unread (or cut), or a
+    /// connection that should not have been admitted.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Rejection::PayloadTooLarge { .. }
+                | Rejection::BodyTimeout(_)
+                | Rejection::LengthRequired
+                | Rejection::Overloaded(_)
+                | Rejection::ClientLimit(Limit::ConnectionsPerClient)
+        )
     }
 }

@@ -34,6 +34,8 @@ use portcullis_routing::request_id;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::access_log::{timestamp, Entry};
+use crate::bounds::tunnel::TunnelWatch;
+use crate::bounds::{ConnectionGate, ConnectionPermit, Limit};
 use crate::error::Rejection;
 use crate::metrics::method_label;
 use crate::outcome;
@@ -46,6 +48,11 @@ use crate::state::State;
 /// How long a kept-alive connection may sit idle between requests (pingora's own default).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const INITIAL_BUFFER: usize = 2048;
+/// How long a refused connection may take to deliver what it sends first (so closing it does
+/// not reset the answer away).
+const REFUSAL_LINGER: Duration = Duration::from_millis(100);
+/// How long a new connection must have sent nothing before it may be closed to make room.
+const SILENT_BEFORE_RECLAIM: Duration = Duration::from_secs(1);
 
 /// The proxy service's application: the intake in front of pingora's HTTP proxy.
 pub struct Intake {
@@ -60,18 +67,28 @@ impl ServerApp for Intake {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Every connection, h2 included, is counted against the connection caps first.
+        let _held = match self.admit_connection(&stream) {
+            Ok(permit) => permit,
+            Err(rejection) => {
+                self.refuse_connection(stream, &rejection).await;
+                return None;
+            }
+        };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         let mut stream = stream;
         let mut settings: Option<HttpPersistentSettings> = None;
+        let tunnel = Arc::new(TunnelWatch::default());
+        let gate = &self.state.bounds.connections;
         // The first request's deadline counts from the accept (a client that connects and
         // sends nothing is a slowloris too).
         let mut accepted = Some(Instant::now());
         loop {
             // One snapshot per request: the intake's limits and every phase after it.
             let snapshot = self.state.current();
-            let head = match read_head(&snapshot, &mut stream, accepted, shutdown).await {
+            let head = match read_head(&snapshot, &mut stream, accepted, shutdown, gate).await {
                 Ok(head) => head,
                 Err(Ended::Quietly) => return None,
                 Err(Ended::Refused(rejection, seen, began)) => {
@@ -87,12 +104,24 @@ impl ServerApp for Intake {
                 }
             }
             session.set_pipelined_prefix(head);
-            let reused = REQUEST_SNAPSHOT
-                .scope(
-                    snapshot,
+            tunnel.reset();
+            let served = REQUEST_SNAPSHOT.scope(
+                snapshot,
+                REQUEST_TUNNEL.scope(
+                    tunnel.clone(),
                     HttpServerApp::process_new_http(&self.proxy, session, shutdown),
-                )
-                .await?;
+                ),
+            );
+            // A WebSocket tunnel idle or open too long ends here: dropping the request's
+            // future closes the client and the upstream connection.
+            let reused = tokio::select! {
+                biased;
+                reused = served => reused?,
+                closed = tunnel.expired() => {
+                    tunnel_closed(&self.state, closed);
+                    return None;
+                }
+            };
             let (next, kept) = reused.consume();
             stream = next;
             settings = kept;
@@ -120,6 +149,86 @@ tokio::task_local! {
     static REQUEST_SNAPSHOT: Arc<Snapshot>;
 }
 
+tokio::task_local! {
+    /// The connection's WebSocket watch, for the proxy phases of the request being served.
+    static REQUEST_TUNNEL: Arc<TunnelWatch>;
+}
+
+/// The WebSocket watch of the HTTP/1 connection serving this task's request, if any.
+pub fn request_tunnel() -> Option<Arc<TunnelWatch>> {
+    REQUEST_TUNNEL.try_with(Arc::clone).ok()
+}
+
+impl Intake {
+    /// The connection caps (`bounds::connections`): the total, and per client bucket unless
+    /// the peer is a trusted proxy.
+    fn admit_connection(&self, stream: &Stream) -> Result<ConnectionPermit, Rejection> {
+        let snapshot = self.state.current();
+        let bounds = &snapshot.config.server.bounds;
+        let peer = peer_ip(stream);
+        let bucket = portcullis_routing::client_ip::bucket(peer, bounds.ipv6_prefix);
+        self.state
+            .bounds
+            .connections
+            .admit(
+                bucket,
+                snapshot.trusted.contains(peer),
+                bounds,
+                &self.state.metrics.client_connections,
+            )
+            .map_err(|limit| match limit {
+                Limit::Connections => Rejection::Overloaded(limit),
+                other => Rejection::ClientLimit(other),
+            })
+    }
+
+    /// A connection past a cap: HTTP/1 gets the answer (429 or 503, `Retry-After`,
+    /// `Connection: close`) once what the client already sent is read (closing with unread
+    /// bytes would reset the connection and lose the answer); h2 is closed. Either way it is
+    /// counted and never holds its descriptor for more than a moment.
+    async fn refuse_connection(&self, mut stream: Stream, rejection: &Rejection) {
+        let snapshot = self.state.current();
+        if let Some(limit) = rejection.limit() {
+            crate::bounds::count(&self.state, "none", limit);
+        }
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return;
+        }
+        let mut seen = BytesMut::with_capacity(INITIAL_BUFFER);
+        let began = Instant::now();
+        let deadline = tokio::time::Instant::from_std(began + REFUSAL_LINGER);
+        while seen.len() < INITIAL_BUFFER && !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut seen)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => break,
+            }
+        }
+        refuse(&self.state, &snapshot, stream, rejection, &seen, began).await;
+    }
+}
+
+/// The client's address as the socket says (the per-client bucket of a connection).
+fn peer_ip(stream: &Stream) -> std::net::IpAddr {
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// Counts and logs a tunnel its watch closed.
+fn tunnel_closed(state: &State, closed: crate::bounds::tunnel::Closed) {
+    crate::bounds::count(state, &closed.route, closed.limit);
+    state.event(
+        "websocket_closed",
+        crate::state::json_fields([
+            ("route", closed.route.into()),
+            ("request_id", closed.request_id.into()),
+            ("reason", closed.limit.label().into()),
+            ("duration_ms", (closed.lasted.as_millis() as u64).into()),
+        ]),
+    );
+}
+
 /// The snapshot the intake took for the request being served on this task, if any (h2
 /// streams run on tasks of their own and take theirs in `new_ctx`).
 pub fn request_snapshot() -> Option<Arc<Snapshot>> {
@@ -132,6 +241,7 @@ async fn read_head(
     stream: &mut Stream,
     accepted: Option<Instant>,
     shutdown: &ShutdownWatch,
+    gate: &ConnectionGate,
 ) -> Result<BytesMut, Ended> {
     let server = &snapshot.config.server;
     let limits = head::Limits {
@@ -153,6 +263,8 @@ async fn read_head(
                     _ => return Err(Ended::Quietly),
                 },
                 _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
+                // Near max_connections, idle kept-alive connections make room first.
+                _ = gate.make_room(&server.bounds) => return Err(Ended::Quietly),
             }
             Instant::now()
         }
@@ -185,6 +297,13 @@ async fn read_head(
                 Err(_) => return Err(Ended::Refused(Rejection::HeaderTimeout, buf, began)),
             },
             _ = shutdown.wait_for(|down| *down) => return Err(Ended::Quietly),
+            // A new connection that has sent nothing for a second is as idle as a kept-alive
+            // one: near max_connections it makes room too (nginx's "reusable" connections).
+            // Never at once, or the connection just admitted could take its own wake-up.
+            _ = async {
+                tokio::time::sleep_until((began + SILENT_BEFORE_RECLAIM).into()).await;
+                gate.make_room(&server.bounds).await
+            }, if buf.is_empty() => return Err(Ended::Quietly),
         }
     }
 }
@@ -225,10 +344,7 @@ async fn refuse(
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 
     let method = method_of(seen);
-    let client_ip = stream
-        .get_socket_digest()
-        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-        .map_or_else(String::new, |ip| ip.to_string());
+    let client_ip = peer_ip(&stream).to_string();
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
         request_id: &id,

@@ -7,6 +7,7 @@ mod access_log;
 mod admin;
 mod admission;
 mod auth;
+mod bounds;
 mod cache;
 mod ctx;
 mod error;
@@ -207,6 +208,7 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
         status: status::Status::new(),
+        bounds: bounds::Bounds::new(bounds::connections::descriptor_budget().0),
     });
     state.start_background();
     admin::start(admin_listener, state.clone())
@@ -223,6 +225,9 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
 /// What `--check` (and a start) warns about: valid, but probably not what was meant.
 fn warnings(config: &portcullis_config::Config) -> Vec<String> {
     let mut out = Vec::new();
+    out.extend(bounds::connections::descriptor_warning(
+        &config.server.bounds,
+    ));
     if config.admin.token.is_none() {
         out.push("[admin] token is not set: the admin API's write endpoints (revocations, bans) answer 403".to_string());
     } else if config

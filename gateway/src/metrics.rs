@@ -47,6 +47,13 @@ pub struct Metrics {
     pub cache_requests: IntCounterVec,
     /// Bytes the edge cache holds in stored objects (accounted as the bound counts them).
     pub cache_bytes: IntGauge,
+    /// Requests and connections refused or cut by a bound, by route (`none` before routing)
+    /// and limit (`body_size`, `body_timeout`, ... : `bounds::Limit`).
+    pub request_limits: IntCounterVec,
+    /// Client connections held now, all listeners together.
+    pub client_connections: IntGauge,
+    /// Bytes of request bodies held in memory by `buffer_request_body` routes now.
+    pub buffered_body_bytes: IntGauge,
 }
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
@@ -125,6 +132,19 @@ impl Metrics {
                 &["route", "result"],
             )?,
             cache_bytes,
+            request_limits: counter_vec(
+                "portcullis_request_limits_total",
+                "Requests and connections refused or cut by a bound, by route and limit.",
+                &["route", "limit"],
+            )?,
+            client_connections: gauge(
+                "portcullis_client_connections",
+                "Client connections held now, all listeners together.",
+            )?,
+            buffered_body_bytes: gauge(
+                "portcullis_buffered_body_bytes",
+                "Bytes of request bodies held in memory for buffer_request_body routes.",
+            )?,
             requests: counter_vec(
                 "portcullis_requests_total",
                 "Requests answered, by route, method and status.",

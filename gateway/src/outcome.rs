@@ -46,7 +46,7 @@ fn classify(e: &Error) -> Option<Rejection> {
 }
 
 pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-    let decided = ctx.upstream.take_refusal();
+    let decided = crate::bounds::refusal(e, ctx).or_else(|| ctx.upstream.take_refusal());
     let rejection = match decided.or_else(|| classify(e)) {
         Some(rejection) => rejection,
         // The client's side broke (closed, sent garbage): answer 400 if it can still hear us.
@@ -81,6 +81,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
     } else {
         // Headers already went out: the body is cut short, nothing more can be said.
         ctx.answer.reason = Some(rejection.reason());
+        ctx.bounds.limit_hit = rejection.limit();
     }
     FailToProxy {
         error_code: status,
@@ -119,6 +120,9 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         ctx.target.path.as_str()
     };
     let cache = crate::cache::EdgeCache::record(state, session, ctx);
+    if let Some(limit) = ctx.bounds.limit_hit {
+        crate::bounds::count(state, route, limit);
+    }
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
         request_id: &ctx.client.request_id,

@@ -18,7 +18,7 @@ use crate::admission::{self, Stop};
 use crate::cache::EdgeCache;
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
-use crate::{forward, intake, outcome, respond};
+use crate::{bounds, forward, intake, outcome, respond};
 
 pub struct Proxy {
     pub state: Arc<State>,
@@ -30,7 +30,9 @@ impl ProxyHttp for Proxy {
 
     fn new_ctx(&self) -> RequestCtx {
         let snapshot = intake::request_snapshot().unwrap_or_else(|| self.state.current());
-        RequestCtx::new(snapshot, InFlight::new(&self.state))
+        let mut ctx = RequestCtx::new(snapshot, InFlight::new(&self.state));
+        ctx.bounds.tunnel = intake::request_tunnel();
+        ctx
     }
 
     /// Identify, route and apply the policies; any of them may answer on its own.
@@ -95,18 +97,39 @@ impl ProxyHttp for Proxy {
         EdgeCache::serve_stale(&self.state, session, ctx, error)
     }
 
-    /// Counts the body as it is read: a body beyond what can be replayed is never retried.
+    /// Judges each chunk against the body bounds before it is forwarded (a buffered body is
+    /// put in place whole), and counts it: a body beyond what can be replayed is never
+    /// retried. A tunnel's chunks only tell its watch it is alive.
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(chunk) = body {
+        if session.was_upgraded() {
+            bounds::tunnel_alive(ctx);
+            return Ok(());
+        }
+        bounds::body::chunk(&mut ctx.bounds, body).map_err(bounds::body::cut)?;
+        if let (Some(chunk), None) = (body, &ctx.bounds.buffered) {
             ctx.upstream.body_read(chunk.len());
         }
         Ok(())
+    }
+
+    /// A tunnel's chunks from the upstream tell its watch it is alive.
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if session.was_upgraded() {
+            bounds::tunnel_alive(ctx);
+        }
+        Ok(None)
     }
 
     /// Every try: the backoff, the deadline, the breaker's leave, then round-robin over the
@@ -152,7 +175,8 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        forward::upstream_request(session, upstream_request, ctx)
+        forward::upstream_request(session, upstream_request, ctx)?;
+        bounds::body::upstream_request(&ctx.bounds, upstream_request)
     }
 
     /// The answer's hop-by-hop headers go; a status the retry policy retries is dropped
@@ -178,6 +202,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         respond::finish_headers(resp, ctx)?;
+        bounds::tunnel_opened(resp, ctx);
         EdgeCache::stamp(session, resp, ctx)
     }
 

@@ -59,6 +59,9 @@ impl From<&Rejection> for Generated {
             }
             _ => {}
         }
+        if let Some(secs) = r.retry_after() {
+            headers.push((RETRY_AFTER, HeaderValue::from(secs)));
+        }
         Generated {
             status: r.status(),
             headers,
@@ -143,6 +146,11 @@ pub async fn reject(
     ctx: &mut RequestCtx,
     r: &Rejection,
 ) -> pingora::Result<()> {
+    if r.closes_connection() {
+        // A body left unread is not drained to keep the connection: it closes.
+        session.set_keepalive(None);
+    }
+    ctx.bounds.limit_hit = r.limit();
     send(session, ctx, Generated::from(r)).await
 }
 

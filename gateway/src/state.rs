@@ -28,6 +28,9 @@ pub struct State {
     pub status: crate::status::Status,
     /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
     pub cache: &'static crate::cache::EdgeCache,
+    /// Connections, requests in flight and buffered bodies held now (process-wide: a reload
+    /// changes the limits, not what is held).
+    pub bounds: crate::bounds::Bounds,
 }
 
 impl State {

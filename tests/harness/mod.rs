@@ -11,17 +11,21 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod backend;
+mod bounded;
 mod browser;
 mod cached;
 mod client;
 mod gateway;
 mod origin;
+mod recorder;
 mod replicas;
 mod websocket;
 
 // Each test file uses its own part of the harness.
 #[allow(unused_imports)]
 pub use backend::*;
+#[allow(unused_imports)]
+pub use bounded::*;
 #[allow(unused_imports)]
 pub use browser::*;
 #[allow(unused_imports)]
@@ -32,6 +36,8 @@ pub use client::*;
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use origin::*;
+#[allow(unused_imports)]
+pub use recorder::*;
 #[allow(unused_imports)]
 pub use replicas::*;
 #[allow(unused_imports)]

@@ -14,7 +14,9 @@ use ipnet::IpNet;
 
 pub use crate::units::Rate;
 
+mod bounds;
 mod jwt;
+pub use bounds::*;
 pub use jwt::*;
 
 /// One complete configuration snapshot. Reload swaps a whole new one in.
@@ -67,6 +69,8 @@ pub struct Server {
     pub case_sensitive_routing: bool,
     /// What happens to client header names holding `_` (CGI-style backends read `_` as `-`).
     pub underscore_headers: UnderscoreHeaders,
+    /// Body size, body pace, connections and requests in flight (docs/configuration.md).
+    pub bounds: RequestBounds,
 }
 
 /// `server.underscore_headers`: client header names containing `_`. CGI, WSGI, Rack and PHP
@@ -214,6 +218,8 @@ pub struct Route {
     pub signed_urls: Option<SignedUrlPolicy>,
     /// `cache = { ... }`: GET and HEAD answers on this route go through the edge cache.
     pub cache: Option<RouteCache>,
+    /// Body limit, request buffering and WebSocket timeouts on this route.
+    pub bounds: RouteBounds,
 }
 
 /// A route's `cache = { ttl, max_object_size, stale_while_revalidate, stale_if_error, vary }`.

@@ -22,6 +22,8 @@ pub(crate) struct Context<'c> {
     pub jwt_configured: bool,
     /// `[jwt].sources`; `None` without `[jwt]` or when it is invalid (already reported).
     pub jwt_sources: Option<&'c [TokenSource]>,
+    /// `server.body_buffer_memory`, when `[server]` was valid.
+    pub body_buffer_memory: Option<usize>,
 }
 
 pub(crate) fn routes(field: Option<Field>, cx: &Context, d: &mut Diag) -> Vec<Route> {
@@ -150,6 +152,7 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
     let cache = s
         .get("cache")
         .map(|f| crate::sections::cache::route_cache(&f, d));
+    let bounds = crate::sections::bounds::route_bounds(&mut s, cx.body_buffer_memory, d);
     if auth == Some(AuthMode::None) {
         let pointless = "has no effect on a route with auth = \"none\"";
         if let (Some(f), Some(_)) = (&sources_field, &auth_sources) {
@@ -173,6 +176,7 @@ fn route(mut s: Section, cx: &Context, d: &mut Diag) -> Option<Route> {
         auth_sources: auth_sources?,
         signed_urls: signed.optional()?,
         cache: cache.optional()?,
+        bounds: bounds?,
     })
 }
 

@@ -83,6 +83,7 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
                     }
                 }
             });
+    let bounds = crate::sections::bounds::server_bounds(&mut s, d);
     let span = s.span.clone();
     s.finish(d);
 
@@ -138,6 +139,7 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
         request_header_timeout: header_timeout?,
         case_sensitive_routing: case_sensitive?,
         underscore_headers: underscore_headers?,
+        bounds: bounds?,
     })
 }
 

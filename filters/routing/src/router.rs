@@ -169,6 +169,7 @@ mod tests {
             auth_sources: vec![],
             signed_urls: None,
             cache: None,
+            bounds: Default::default(),
         }
     }
 

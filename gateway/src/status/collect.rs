@@ -58,6 +58,29 @@ pub fn report(state: &State) -> Report {
         suspicious: suspicious(&snapshot, &totals, &minute),
         bans,
         bans_total,
+        bounds: bounds(state, &snapshot, &totals, &minute),
+    }
+}
+
+fn bounds(state: &State, snapshot: &Snapshot, totals: &Totals, minute: &Totals) -> BoundsReport {
+    let server = &snapshot.config.server.bounds;
+    let count = |t: &Totals, limit: crate::bounds::Limit| {
+        value(t, sampler::REQUEST_LIMITS, &[("limit", limit.label())])
+    };
+    BoundsReport {
+        connections: state.bounds.connections.open(),
+        max_connections: state.bounds.connections.cap(server),
+        requests_in_flight: state.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+        buffered_body_bytes: state.bounds.buffers.used(),
+        body_buffer_memory: server.body_buffer_memory,
+        refusals: crate::bounds::Limit::ALL
+            .iter()
+            .map(|&limit| LimitRefusals {
+                limit: limit.label(),
+                last_minute: count(minute, limit),
+                total: count(totals, limit),
+            })
+            .collect(),
     }
 }
 

@@ -32,6 +32,30 @@ pub struct Report {
     /// admin API's (CIDR ranges included) and every replica's auto-bans.
     pub bans: Vec<Ban>,
     pub bans_total: usize,
+    /// Connections, requests in flight, buffered bodies, and what the bounds refused.
+    pub bounds: BoundsReport,
+}
+
+/// What the bounded-request limits hold now and what they refused.
+#[derive(Debug, Serialize)]
+pub struct BoundsReport {
+    /// Client connections held now, all listeners.
+    pub connections: usize,
+    /// `max_connections` in force (configured, or derived from the descriptor limit).
+    pub max_connections: usize,
+    pub requests_in_flight: usize,
+    /// Bytes of request bodies held by buffered routes now, and the budget.
+    pub buffered_body_bytes: usize,
+    pub body_buffer_memory: usize,
+    /// Every limit (all nine, in a fixed order), with its refusals and cuts.
+    pub refusals: Vec<LimitRefusals>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LimitRefusals {
+    pub limit: &'static str,
+    pub last_minute: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Serialize)]

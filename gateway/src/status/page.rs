@@ -45,6 +45,7 @@ pub fn render(r: &Report) -> String {
     jwt(&mut h, r.jwt.as_ref());
     rate_limits(&mut h, r);
     suspicious(&mut h, r);
+    bounds(&mut h, &r.bounds);
     h.push_str("</main>\n<footer>Read-only. The same figures as JSON: <a href=\"/status.json\">/status.json</a>; every counter: <a href=\"/metrics\">/metrics</a>.</footer>\n</body>\n</html>\n");
     h
 }
@@ -270,6 +271,26 @@ fn suspicious(h: &mut String, r: &Report) {
 }
 
 // === formats (the script's are the same) ===
+
+fn bounds(h: &mut String, b: &BoundsReport) {
+    let _ = write!(
+        h,
+        "<section id=\"bounds\"><h2>Bounded requests</h2><dl>\
+         <dt>client connections</dt><dd><b data-f=\"bounds.connections\">{}</b> of <span data-f=\"bounds.max_connections\">{}</span></dd>\
+         <dt>requests in flight</dt><dd data-f=\"bounds.requests_in_flight\">{}</dd>\
+         <dt>buffered body bytes</dt><dd><b data-f=\"bounds.buffered_body_bytes\">{}</b> of <span data-f=\"bounds.body_buffer_memory\">{}</span></dd></dl>\n\
+         <h3>Refusals by limit</h3><table><thead><tr><th>limit</th><th>last minute</th><th>since start</th></tr></thead><tbody data-list=\"bounds.refusals\">\n",
+        b.connections, b.max_connections, b.requests_in_flight, b.buffered_body_bytes, b.body_buffer_memory,
+    );
+    for r in &b.refusals {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            r.limit, r.last_minute, r.total
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+}
 
 fn fmt_rate(x: f64) -> String {
     format!("{x:.2}")

@@ -39,6 +39,7 @@ pub const JWT_CACHE_MISSES: &str = "jwt_cache_misses";
 pub const RETRIES: &str = "upstream_retries";
 pub const SUSPICIOUS: &str = "suspicious";
 pub const STORE_ERRORS: &str = "rate_limit_store_errors";
+pub const REQUEST_LIMITS: &str = "request_limits";
 
 impl Default for Sampler {
     fn default() -> Self {
@@ -93,6 +94,7 @@ fn totals(metrics: &Metrics) -> Totals {
     vec(&mut out, JWT_VALIDATIONS, &metrics.jwt_validations);
     vec(&mut out, RETRIES, &metrics.upstream_retries);
     vec(&mut out, SUSPICIOUS, &metrics.suspicious);
+    vec(&mut out, REQUEST_LIMITS, &metrics.request_limits);
     single(&mut out, JWT_CACHE_HITS, &metrics.jwt_cache_hits);
     single(&mut out, JWT_CACHE_MISSES, &metrics.jwt_cache_misses);
     single(&mut out, STORE_ERRORS, &metrics.rate_limit_store_errors);

@@ -127,6 +127,8 @@
       row([r.rule, [r.logged, 'n'], [r.blocked, 'n'], [r.last_minute, 'n']])),
     bans: (s) => orNone(s.bans.map((b) =>
       row([b.client, b.expires_at, [b.expires_in_seconds, 'n']])), 3),
+    'bounds.refusals': (s) => s.bounds.refusals.map((r) =>
+      row([r.limit, [r.last_minute, 'n'], [r.total, 'n']])),
   };
 
   // === single fields: data-f names a path into the document, data-fmt its format ===
