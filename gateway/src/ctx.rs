@@ -32,6 +32,10 @@ pub struct RequestCtx {
     pub answer: Answer,
     /// What the edge cache did for this request.
     pub cache: crate::cache::CacheState,
+    /// The request's trace context (with `[tracing]`), written by `admission::trace`.
+    pub trace: Option<portcullis_trace_context::RequestTrace>,
+    /// A sampled request's INTERNAL spans.
+    pub spans: Option<Box<crate::trace::SpanLog>>,
     _in_flight: InFlight,
 }
 
@@ -108,6 +112,8 @@ impl RequestCtx {
             upstream: Attempt::default(),
             answer: Answer::default(),
             cache: Default::default(),
+            trace: None,
+            spans: None,
             _in_flight: in_flight,
         }
     }

@@ -10,6 +10,7 @@ use portcullis_routing::forwarding::hop_by_hop;
 
 use crate::ctx::{CredentialKind, RequestCtx};
 use crate::respond::X_REQUEST_ID;
+use crate::trace::{TRACEPARENT, TRACESTATE};
 use portcullis_config::TokenSource;
 use portcullis_jwt::strip_cookie;
 
@@ -87,6 +88,7 @@ pub fn upstream_request(
     }
     set(req, X_REAL_IP, &ctx.client.ip.to_string())?;
     set(req, X_REQUEST_ID, &ctx.client.request_id)?;
+    trace_context(req, ctx)?;
 
     // Verified claims; the client's copies of these names went with `client_headers` above,
     // whatever the route's auth mode.
@@ -101,6 +103,24 @@ pub fn upstream_request(
         if pool.config.tls {
             req.insert_header(HOST, pool.config.sni.as_str())?;
         }
+    }
+    Ok(())
+}
+
+/// With `[tracing]`, the upstream gets the request's `traceparent`, naming the try's CLIENT
+/// span as parent (the request's own span when unsampled), and a trusted sender's
+/// `tracestate`; the client's own values never pass (W3C Trace Context: a client must not
+/// force sampling or smuggle state).
+fn trace_context(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    let Some(trace) = &ctx.trace else {
+        return Ok(());
+    };
+    req.remove_header(TRACESTATE);
+    let parent = ctx.upstream.try_span().unwrap_or(trace.span_id);
+    let mut buf = [0u8; 55];
+    set(req, TRACEPARENT, trace.traceparent(parent).write(&mut buf))?;
+    if let Some(state) = &trace.tracestate {
+        set(req, TRACESTATE, state)?;
     }
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct State {
     pub status: crate::status::Status,
     /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
     pub cache: &'static crate::cache::EdgeCache,
+    /// The span exporter: process-wide, so spans queued before a reload are still exported.
+    pub tracing: crate::trace::Exporter,
 }
 
 impl State {
@@ -40,6 +42,9 @@ impl State {
     pub fn start_background(&self) {
         let snapshot = self.current();
         self.status.adopt(&snapshot);
+        if let Some(tracer) = &snapshot.tracer {
+            self.tracing.configure(tracer.config.queue_size);
+        }
         if let Some(auth) = &snapshot.auth {
             auth.start_refresher(self.metrics.jwks_refreshes.clone());
         }

@@ -14,6 +14,7 @@ mod backend;
 mod browser;
 mod cached;
 mod client;
+mod collector;
 mod gateway;
 mod origin;
 mod replicas;
@@ -27,6 +28,8 @@ pub use browser::*;
 pub use cached::*;
 #[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
+pub use collector::*;
 #[allow(unused_imports)]
 pub use gateway::*;
 #[allow(unused_imports)]
