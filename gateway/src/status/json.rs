@@ -31,6 +31,31 @@ pub struct Report {
     /// Current bans, longest remaining first (at most 100; `bans_total` counts them all).
     pub bans: Vec<Ban>,
     pub bans_total: usize,
+    /// `null` without `[tracing]`.
+    pub tracing: Option<TracingReport>,
+}
+
+/// `[tracing]`: sampling, the exporter's counters, and the slowest sampled requests.
+#[derive(Debug, Serialize)]
+pub struct TracingReport {
+    pub sample_ratio: f64,
+    pub trust_incoming: &'static str,
+    pub spans_exported: u64,
+    pub spans_dropped: u64,
+    /// The slowest sampled requests of the last 60 s, slowest first (at most 10).
+    pub slow: Vec<SlowTraceReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlowTraceReport {
+    /// RFC 3339, when it ended.
+    pub at: String,
+    pub route: String,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub trace_id: String,
+    /// `[tracing] trace_link` with the id filled in; `null` without one.
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -58,6 +58,8 @@ pub struct Exporter {
     capacity: AtomicUsize,
     exported: IntCounter,
     dropped: IntCounter,
+    /// The slowest sampled requests of the last minute (the status page).
+    pub slow: super::slow::SlowTraces,
 }
 
 impl Exporter {
@@ -68,6 +70,7 @@ impl Exporter {
             capacity: AtomicUsize::new(0),
             exported,
             dropped,
+            slow: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod export;
 mod otlp;
 pub mod record;
+pub mod slow;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use pingora::proxy::Session;
 use portcullis_trace_context::{RequestTrace, SpanId, TraceId};
 
+use super::slow::SlowTrace;
 use super::{Clock, Destination};
 use crate::ctx::RequestCtx;
 use crate::state::State;
@@ -147,6 +148,14 @@ pub fn finish(
             error: s.error,
         }));
     }
+    let duration_us = ctx.started.elapsed().as_micros() as u64;
+    state.tracing.slow.offer(duration_us, |at_ms| SlowTrace {
+        at_ms,
+        duration_us,
+        route: ctx.route_name().to_string(),
+        status,
+        trace_id: trace.trace_id,
+    });
     state.tracing.offer(FinishedTrace {
         destination: tracer.destination.clone(),
         trace_id: trace.trace_id,
