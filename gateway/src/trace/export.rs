@@ -25,9 +25,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntCounter;
-use prost::Message as _;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, Notify};
 
 use super::otlp;
 use super::record::FinishedTrace;
@@ -52,6 +50,8 @@ enum Message {
 
 pub struct Exporter {
     sender: OnceLock<mpsc::UnboundedSender<Message>>,
+    /// Wakes the export thread early when a full batch is waiting.
+    full: Arc<Notify>,
     /// Spans queued and not yet taken into a batch.
     queued: Arc<AtomicUsize>,
     /// `queue_size` of the current configuration.
@@ -66,6 +66,7 @@ impl Exporter {
     pub fn new(exported: IntCounter, dropped: IntCounter) -> Exporter {
         Exporter {
             sender: OnceLock::new(),
+            full: Arc::new(Notify::new()),
             queued: Arc::new(AtomicUsize::new(0)),
             capacity: AtomicUsize::new(0),
             exported,
@@ -85,6 +86,7 @@ impl Exporter {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let worker = Worker {
+            full: self.full.clone(),
             queued: self.queued.clone(),
             exported: self.exported.clone(),
             dropped: self.dropped.clone(),
@@ -110,7 +112,8 @@ impl Exporter {
             self.dropped.inc_by(n as u64);
             return;
         };
-        if self.queued.fetch_add(n, Ordering::AcqRel) + n > capacity {
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > capacity {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             self.dropped.inc_by(n as u64);
             return;
@@ -118,6 +121,12 @@ impl Exporter {
         if sender.send(Message::Trace(trace)).is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             self.dropped.inc_by(n as u64);
+            return;
+        }
+        // The export thread sleeps through `batch_delay` without being woken per request
+        // (a wake-up costs more than the spans); a full batch wakes it at once.
+        if before < MAX_BATCH_SPANS && before + n >= MAX_BATCH_SPANS {
+            self.full.notify_one();
         }
     }
 
@@ -134,6 +143,7 @@ impl Exporter {
 }
 
 struct Worker {
+    full: Arc<Notify>,
     queued: Arc<AtomicUsize>,
     exported: IntCounter,
     dropped: IntCounter,
@@ -159,48 +169,57 @@ impl Worker {
     async fn serve(&self, mut rx: mpsc::UnboundedReceiver<Message>) {
         let connector = Connector::new(None);
         loop {
+            // Sleep until something is queued: one wake-up per batch, not per request.
             let Some(first) = rx.recv().await else { return };
-            let mut batch = Vec::new();
-            let mut spans = 0;
-            let mut flushed = None;
-            match first {
-                Message::Trace(t) => {
-                    spans += t.spans.len();
-                    let until = Instant::now() + t.destination.config.batch_delay;
-                    batch.push(t);
-                    while spans < MAX_BATCH_SPANS {
-                        match tokio::time::timeout_at(until, rx.recv()).await {
-                            Ok(Some(Message::Trace(t))) => {
-                                spans += t.spans.len();
-                                batch.push(t);
-                            }
-                            Ok(Some(Message::Flush(done))) => {
-                                flushed = Some(done);
-                                break;
-                            }
-                            Ok(None) | Err(_) => break,
+            let mut pending = Some(first);
+            if let Some(Message::Trace(t)) = &pending {
+                let delay = t.destination.config.batch_delay;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.full.notified() => {}
+                }
+            }
+            // Drain what is queued, a batch at a time.
+            loop {
+                let mut batch = Vec::new();
+                let mut spans = 0;
+                let mut flushed = None;
+                while spans < MAX_BATCH_SPANS {
+                    let message = match pending.take() {
+                        Some(m) => m,
+                        None => match rx.try_recv() {
+                            Ok(m) => m,
+                            Err(_) => break,
+                        },
+                    };
+                    match message {
+                        Message::Trace(t) => {
+                            spans += t.spans.len();
+                            batch.push(t);
+                        }
+                        Message::Flush(done) => {
+                            flushed = Some(done);
+                            break;
                         }
                     }
                 }
-                Message::Flush(done) => flushed = Some(done),
-            }
-            self.queued.fetch_sub(spans, Ordering::AcqRel);
-            // One request per destination (a reload may have changed it mid-batch).
-            while let Some(destination) = batch.first().map(|t| t.destination.clone()) {
-                let (mine, rest): (Vec<_>, Vec<_>) = batch
-                    .into_iter()
-                    .partition(|t| Arc::ptr_eq(&t.destination, &destination));
-                batch = rest;
-                self.export(&connector, &destination, mine).await;
-            }
-            if let Some(done) = flushed {
-                // Whatever arrived before the flush is exported too.
-                while let Ok(Message::Trace(t)) = rx.try_recv() {
-                    let destination = t.destination.clone();
-                    self.queued.fetch_sub(t.spans.len(), Ordering::AcqRel);
-                    self.export(&connector, &destination, vec![t]).await;
+                self.queued.fetch_sub(spans, Ordering::AcqRel);
+                // One request per destination (a reload may have changed it mid-batch).
+                while let Some(destination) = batch.first().map(|t| t.destination.clone()) {
+                    let (mine, rest): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .partition(|t| Arc::ptr_eq(&t.destination, &destination));
+                    batch = rest;
+                    self.export(&connector, &destination, mine).await;
                 }
-                let _ = done.send(());
+                match flushed {
+                    // Whatever was queued before the flush went out: answer, keep draining.
+                    Some(done) => {
+                        let _ = done.send(());
+                    }
+                    None if spans < MAX_BATCH_SPANS => break,
+                    None => {}
+                }
             }
         }
     }
@@ -212,7 +231,7 @@ impl Worker {
         traces: Vec<FinishedTrace>,
     ) {
         let spans: usize = traces.iter().map(|t| t.spans.len()).sum();
-        let body = match gzip(&otlp::request(&destination.resource, traces).encode_to_vec()) {
+        let body = match gzip(&otlp::request(&destination.resource, traces)) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
                 log::warn!("cannot compress spans: {e}");

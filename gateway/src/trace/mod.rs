@@ -45,8 +45,8 @@ pub struct Tracer {
 /// An OTLP endpoint and the resource its spans are reported under.
 pub struct Destination {
     pub config: Tracing,
-    /// The resource (`service.name`, `service.version`), built once.
-    pub resource: opentelemetry_proto::tonic::resource::v1::Resource,
+    /// The encoded resource (`service.name`, `service.version`), built once.
+    pub resource: Vec<u8>,
 }
 
 impl Tracer {

@@ -36,7 +36,7 @@ use portcullis_resilience::{
 use super::UpstreamPool;
 use crate::error::Rejection;
 use crate::state::{json_fields, State};
-use crate::trace::record::{semconv_method, Kind, SpanData, Value};
+use crate::trace::record::{ip_text, semconv_method, Kind, SpanData, Value};
 use crate::trace::Clock;
 use portcullis_trace_context::SpanId;
 use std::borrow::Cow;
@@ -146,7 +146,7 @@ impl Attempt {
                     attributes.push(("server.address", slot.peer.host.clone().into()));
                     attributes.push(("server.port", i64::from(slot.peer.port).into()));
                     if let Some(addr) = slot.addr {
-                        attributes.push(("network.peer.address", addr.ip().to_string().into()));
+                        attributes.push(("network.peer.address", ip_text(addr.ip()).into()));
                     }
                 }
                 attributes.push(("portcullis.upstream", pool.name().to_string().into()));
