@@ -115,7 +115,9 @@ fn trace_context(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     let Some(trace) = &ctx.trace else {
         return Ok(());
     };
-    req.remove_header(TRACESTATE);
+    if req.headers.contains_key(TRACESTATE) {
+        req.remove_header(TRACESTATE);
+    }
     let parent = ctx.upstream.try_span().unwrap_or(trace.span_id);
     let mut buf = [0u8; 55];
     set(req, TRACEPARENT, trace.traceparent(parent).write(&mut buf))?;

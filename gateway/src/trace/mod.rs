@@ -73,6 +73,16 @@ impl Tracer {
     /// The request's trace: the incoming context continued when its sender is trusted,
     /// otherwise a new trace sampled by ratio.
     pub fn start(&self, req: &RequestHeader, peer_trusted: bool) -> RequestTrace {
+        let trusted = match self.trust {
+            TrustIncoming::All => true,
+            TrustIncoming::TrustedProxies => peer_trusted,
+            TrustIncoming::None => false,
+        };
+        if !trusted {
+            // An untrusted sender's headers are not even looked up.
+            let none = std::iter::empty();
+            return RequestTrace::start(self.trust, false, none.clone(), none, &self.sampler);
+        }
         let values = |name| req.headers.get_all(name).iter().map(|v| v.as_bytes());
         RequestTrace::start(
             self.trust,
