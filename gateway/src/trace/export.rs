@@ -9,8 +9,8 @@
 //!   in an atomic. Past the bound the spans are dropped and counted
 //!   (`portcullis_tracing_spans_dropped_total`).
 //! - The export runs on its own thread and runtime: a batch of at most [`MAX_BATCH_SPANS`]
-//!   spans, gathered for at most `batch_delay`, encoded with the official protobuf
-//!   definitions, gzipped, and POSTed with pingora's client (http or https, connections
+//!   spans, gathered for at most `batch_delay`, encoded as OTLP protobuf (`otlp`),
+//!   gzipped, and POSTed with pingora's client (http or https, connections
 //!   kept alive). Each POST is bounded by `export_timeout`; connection failures, timeouts,
 //!   429, 502, 503 and 504 are retried ([`TRIES`] in all, with backoff); what still fails is
 //!   dropped and counted. A collector that is down, slow or refusing therefore costs the
