@@ -61,7 +61,7 @@ impl SlowTraces {
             return;
         }
         list.push(make(now_ms));
-        list.sort_by(|a, b| b.duration_us.cmp(&a.duration_us));
+        list.sort_by_key(|t| std::cmp::Reverse(t.duration_us));
         list.truncate(KEEP);
         if list.len() == KEEP {
             let fastest = list.last().map_or(0, |l| l.duration_us);
@@ -86,7 +86,7 @@ impl SlowTraces {
             .filter(|t| t.at_ms + 60_000 >= now_ms)
             .cloned()
             .collect();
-        all.sort_by(|a, b| b.duration_us.cmp(&a.duration_us));
+        all.sort_by_key(|t| std::cmp::Reverse(t.duration_us));
         all.truncate(KEEP);
         all
     }
