@@ -34,7 +34,9 @@ cat > "$WORK/backend.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/backend.pid; error_log $WORK/backend-error.log;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BACKEND; location / { default_type application/json; return 200 '{"track":1,"title":"demo"}'; } } }
+  server { listen 127.0.0.1:$BACKEND; location / { default_type application/json; return 200 '{"track":1,"title":"demo"}'; }
+    # The OTLP collector of the tracing rows: every export accepted (an empty answer).
+    location = /v1/traces { client_max_body_size 16m; return 200 ''; } } }
 CONF
 cat > "$WORK/proxy.conf" <<CONF
 worker_processes 1; daemon off; master_process off; pid $WORK/proxy.pid; error_log $WORK/proxy-error.log;
@@ -109,6 +111,11 @@ upstream = "app"
 auth = "none"
 cache = { ttl = "60s" }
 CONF
+# The full pipeline with [tracing]: nothing sampled (every request still gets a traceparent
+# upstream), and every request sampled (spans exported to the backend's /v1/traces).
+for ratio in 0 1; do
+  { cat "$WORK/full.toml"; printf '[tracing]\notlp_endpoint = "http://127.0.0.1:%s"\nsample_ratio = %s\n' "$BACKEND" "$ratio"; } > "$WORK/full-trace$ratio.toml"
+done
 # The job the peers do too: a bearer token verified (from the verified-token cache; with
 # cache_capacity = 0, an HMAC per request as the peers do), a per-IP limit not reached, the
 # security headers; no CORS, no suspicious-request rules.

@@ -101,6 +101,9 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
     let suspicious = sections::edge::suspicious(suspicious, d);
     let cache = root.get_located("cache", d).and_then(|f| f.section(d));
     let cache = sections::cache::settings(cache, d);
+    let tracing = root
+        .get_located("tracing", d)
+        .map(|f| f.section(d).and_then(|s| sections::tracing::tracing(s, d)));
 
     let cx = sections::routes::Context {
         upstreams: &upstreams,
@@ -130,5 +133,6 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
         cors: cors.optional()?,
         suspicious: suspicious?,
         cache: cache?,
+        tracing: tracing.optional()?,
     })
 }

@@ -40,6 +40,9 @@ pub struct Entry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'a str>,
     pub bytes_sent: usize,
+    /// A sampled request's trace id (`[tracing]`), to find its trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
 }
 
 /// A structured event (suspicious request, breaker transition, reload) on the same stream.

@@ -36,6 +36,7 @@ pub async fn admit(
     ctx: &mut RequestCtx,
 ) -> Result<(), Stop> {
     identify(session, ctx);
+    trace(session, ctx);
     cors_headers(session, ctx);
     request_shape(session, ctx)?;
     header_limits(session, ctx)?;
@@ -269,6 +270,7 @@ async fn authenticate(state: &State, session: &Session, ctx: &mut RequestCtx) ->
             &req.headers,
             &state.metrics,
             &state.replicated.revocations,
+            ctx.spans.as_deref_mut(),
         )
         .await?;
     let Some((identity, kind)) = verified else {
@@ -396,17 +398,27 @@ async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
     };
     let snapshot = ctx.snapshot.clone();
     let shared = match &snapshot.shared_limits {
-        Some(store) => match store
-            .check(policy, ctx.client.ip, ctx.identity.user.as_deref())
-            .await
-        {
-            Ok(decision) => Some(decision),
-            // Redis is down or slow: this replica enforces the limits alone, in memory.
-            Err(_) => {
-                state.metrics.rate_limit_store_errors.inc();
-                None
+        Some(store) => {
+            let started = std::time::Instant::now();
+            let checked = store
+                .check(policy, ctx.client.ip, ctx.identity.user.as_deref())
+                .await;
+            if let Some(spans) = ctx.spans.as_mut() {
+                let mut attributes = vec![("db.system.name", "redis".into())];
+                if checked.is_err() {
+                    attributes.push(("error.type", "store_error".into()));
+                }
+                spans.record("rate_limit.redis", started, attributes, checked.is_err());
             }
-        },
+            match checked {
+                Ok(decision) => Some(decision),
+                // Redis is down or slow: this replica enforces the limits alone, in memory.
+                Err(_) => {
+                    state.metrics.rate_limit_store_errors.inc();
+                    None
+                }
+            }
+        }
         None => None,
     };
     let decision = shared.unwrap_or_else(|| {
@@ -435,6 +447,19 @@ async fn rate_limit(state: &State, ctx: &mut RequestCtx) -> Result<(), Stop> {
             Err(Rejection::RateLimited.into())
         }
     }
+}
+
+/// With `[tracing]`: the request's trace context (the incoming one when its sender is
+/// trusted) and, when sampled, the record of its spans.
+fn trace(session: &Session, ctx: &mut RequestCtx) {
+    let Some(tracer) = &ctx.snapshot.tracer else {
+        return;
+    };
+    let trace = tracer.start(session.req_header(), ctx.client.peer_trusted);
+    if trace.sampled {
+        ctx.spans = Some(Box::default());
+    }
+    ctx.trace = Some(trace);
 }
 
 /// Request id, client IP (trusted-proxy rule), scheme and host.
@@ -566,6 +591,9 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
         return Err(Rejection::BadGateway.into());
     };
     ctx.upstream = Attempt::new(handles.pool.clone());
+    if ctx.spans.is_some() {
+        ctx.upstream.trace_tries();
+    }
     ctx.target.handles = Some(handles);
     ctx.target.route = Some(route);
     Ok(())

@@ -21,6 +21,7 @@ use prometheus::IntCounterVec;
 
 use crate::error::Rejection;
 use crate::metrics::Metrics;
+use crate::trace::SpanLog;
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -121,6 +122,7 @@ impl Auth {
         headers: &HeaderMap,
         metrics: &Metrics,
         revocations: &Revocations,
+        mut spans: Option<&mut SpanLog>,
     ) -> Result<Option<(Arc<Identity>, SourceKind)>, Rejection> {
         let count = |source: &'static str, result: &'static str| {
             metrics.count_credential(source, result);
@@ -149,11 +151,26 @@ impl Auth {
         let kind = SourceKind::of(found.source);
         let label = kind.as_str();
         let token = found.token;
+        let started = Instant::now();
         let mut outcome = self.verifier.verify(token, SystemTime::now());
-        if matches!(outcome.result, Err(AuthError::UnknownKid))
-            && self.refresh_for_unknown_kid(metrics).await
-        {
-            outcome = self.verifier.verify(token, SystemTime::now());
+        if matches!(outcome.result, Err(AuthError::UnknownKid)) {
+            verify_span(spans.as_deref_mut(), started, &outcome.result);
+            let fetch_started = Instant::now();
+            let changed = self.refresh_for_unknown_kid(metrics).await;
+            if let Some(spans) = spans.as_deref_mut() {
+                let result = if changed { "keys_changed" } else { "unchanged" };
+                let attributes = vec![("portcullis.jwks.result", result.into())];
+                spans.record("jwks.fetch", fetch_started, attributes, false);
+            }
+            if changed {
+                let started = Instant::now();
+                outcome = self.verifier.verify(token, SystemTime::now());
+                if !outcome.cached {
+                    verify_span(spans.as_deref_mut(), started, &outcome.result);
+                }
+            }
+        } else if !outcome.cached {
+            verify_span(spans, started, &outcome.result);
         }
         if outcome.cached {
             metrics.jwt_cache_hits.inc();
@@ -236,6 +253,23 @@ impl Auth {
                 false
             }
         }
+    }
+}
+
+/// A token's signature and claims checked (a verified-token cache miss), as an INTERNAL span:
+/// its result, never the token.
+fn verify_span(
+    spans: Option<&mut SpanLog>,
+    started: Instant,
+    result: &Result<Arc<Identity>, AuthError>,
+) {
+    if let Some(spans) = spans {
+        let (label, error) = match result {
+            Ok(_) => ("valid", false),
+            Err(e) => (e.result(), true),
+        };
+        let attributes = vec![("portcullis.jwt.result", label.into())];
+        spans.record("jwt.verify", started, attributes, error);
     }
 }
 

@@ -34,6 +34,10 @@ pub struct RequestCtx {
     pub cache: portcullis_cache::CacheState,
     /// Body meter or buffered body, in-flight permit, tunnel watch (`bounds`).
     pub bounds: crate::bounds::Bounded,
+    /// The request's trace context (with `[tracing]`), written by `admission::trace`.
+    pub trace: Option<portcullis_trace_context::RequestTrace>,
+    /// A sampled request's INTERNAL spans.
+    pub spans: Option<Box<crate::trace::SpanLog>>,
     _in_flight: InFlight,
 }
 
@@ -119,6 +123,8 @@ impl RequestCtx {
             answer: Answer::default(),
             cache: Default::default(),
             bounds: Default::default(),
+            trace: None,
+            spans: None,
             _in_flight: in_flight,
         }
     }

@@ -10,6 +10,7 @@ use portcullis_routing::forwarding::hop_by_hop;
 
 use crate::ctx::{CredentialKind, RequestCtx};
 use crate::respond::{X_REQUEST_ID, X_REQUEST_ID_NAME};
+use crate::trace::{TRACEPARENT, TRACESTATE};
 use portcullis_config::TokenSource;
 use portcullis_jwt::strip_cookie;
 
@@ -89,6 +90,7 @@ fn upstream_headers(headers: &mut HeaderMap, upgrade: bool, ctx: &RequestCtx) ->
         None => headers.remove(X_FORWARDED_HOST_NAME),
     };
     headers.insert(X_REQUEST_ID_NAME, value(ctx.client.request_id.clone())?);
+    trace_context(headers, ctx)?;
 
     // Verified claims; the client's copies of these names went with `client_headers` above,
     // whatever the route's auth mode.
@@ -138,6 +140,21 @@ pub fn forwarded_value(req: &RequestHeader, ctx: &RequestCtx, name: &HeaderName)
         }
         X_REAL_IP => return ctx.client.ip.to_string().into_bytes(),
         X_REQUEST_ID => return ctx.client.request_id.clone().into_bytes(),
+        // With `[tracing]` the gateway writes both; a traceparent names this request's own
+        // span, so no two requests share one.
+        TRACEPARENT | TRACESTATE => {
+            if let Some(trace) = &ctx.trace {
+                if name == TRACESTATE {
+                    return trace.tracestate.clone().unwrap_or_default().into_bytes();
+                }
+                let mut buf = [0u8; 55];
+                return trace
+                    .traceparent(trace.span_id)
+                    .write(&mut buf)
+                    .as_bytes()
+                    .to_vec();
+            }
+        }
         _ => {}
     }
     let claims = ctx
@@ -201,6 +218,26 @@ fn forwarded_host(headers: &HeaderMap, ctx: &RequestCtx) -> Option<String> {
         (true, Some(h)) => Some(h),
         _ => ctx.client.authority.clone(),
     }
+}
+
+/// With `[tracing]`, the upstream gets the request's `traceparent`, naming the try's CLIENT
+/// span as parent (the request's own span when unsampled), and a trusted sender's
+/// `tracestate`; the client's own values never pass (W3C Trace Context: a client must not
+/// force sampling or smuggle state).
+fn trace_context(headers: &mut HeaderMap, ctx: &RequestCtx) -> Result<()> {
+    let Some(trace) = &ctx.trace else {
+        return Ok(());
+    };
+    headers.remove(TRACESTATE);
+    let parent = ctx.upstream.try_span().unwrap_or(trace.span_id);
+    let mut buf = [0u8; 55];
+    let traceparent = HeaderValue::from_str(trace.traceparent(parent).write(&mut buf))
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid traceparent"))?;
+    headers.insert(TRACEPARENT, traceparent);
+    if let Some(state) = &trace.tracestate {
+        headers.insert(TRACESTATE, value(state.clone())?);
+    }
+    Ok(())
 }
 
 /// Drops hop-by-hop headers from the upstream's answer (a 101 keeps its upgrade headers).

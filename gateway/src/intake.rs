@@ -361,6 +361,7 @@ async fn refuse(
         tries: None,
         cache: None,
         bytes_sent: generated.body.len(),
+        trace_id: None,
     };
     outcome::record(
         state,

@@ -29,6 +29,7 @@ mod snapshot;
 mod state;
 mod status;
 mod tls;
+mod trace;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -197,7 +198,12 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
     let limiter = portcullis_ratelimit::RateLimiter::new(snapshot.config.rate_limit_store.max_keys);
     let replicated = replication::Replicated::new(&snapshot.config);
     let cache = cache::EdgeCache::start(&snapshot.config.cache, &metrics);
+    let tracing = trace::Exporter::new(
+        metrics.tracing_spans_exported.clone(),
+        metrics.tracing_spans_dropped.clone(),
+    );
     let state = Arc::new(State {
+        tracing,
         cache,
         limiter,
         replicated,

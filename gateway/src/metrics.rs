@@ -54,6 +54,9 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     /// Bytes of request bodies held in memory by `buffer_request_body` routes now.
     pub buffered_body_bytes: IntGauge,
+    /// Spans the collector accepted, and spans dropped (queue full, or the export failed).
+    pub tracing_spans_exported: IntCounter,
+    pub tracing_spans_dropped: IntCounter,
 }
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
@@ -211,6 +214,14 @@ impl Metrics {
             access_log_dropped: counter(
                 "portcullis_access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind.",
+            )?,
+            tracing_spans_exported: counter(
+                "portcullis_tracing_spans_exported_total",
+                "Spans the OTLP collector accepted.",
+            )?,
+            tracing_spans_dropped: counter(
+                "portcullis_tracing_spans_dropped_total",
+                "Spans dropped: the export queue was full, or the collector failed or refused the batch.",
             )?,
             validation_series: CounterCache::default(),
             credential_series: CounterCache::default(),

@@ -101,6 +101,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         status
     };
     let elapsed = ctx.started.elapsed();
+    let internal_spans = ctx.spans.take();
     let route = ctx.route_name();
     let req = session.req_header();
     let method = method_label(&req.method);
@@ -123,6 +124,13 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     if let Some(limit) = ctx.bounds.limit_hit {
         crate::bounds::count(state, route, limit);
     }
+    crate::trace::finish(state, session, ctx, status, cache, internal_spans);
+    let mut trace_hex = [0u8; 32];
+    let trace_id = ctx
+        .trace
+        .as_ref()
+        .filter(|t| t.sampled)
+        .map(|t| t.trace_id.hex(&mut trace_hex));
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
         request_id: &ctx.client.request_id,
@@ -139,6 +147,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
         tries: (ctx.upstream.tries() > 1).then_some(ctx.upstream.tries() as u32),
         cache,
         bytes_sent: session.body_bytes_sent().max(ctx.answer.bytes_sent),
+        trace_id,
     };
     let slot = ctx
         .target

@@ -115,6 +115,7 @@ pub fn run(state: Arc<State>, options: Options) -> Result<(), String> {
             state: state.clone(),
         }),
     });
+    state.tracing.flush(std::time::Duration::from_secs(2));
     state.log.flush();
     Ok(())
 }

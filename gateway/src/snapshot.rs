@@ -86,6 +86,8 @@ pub struct Snapshot {
     /// bans every replica shares. Kept across a reload that does not change the store, so its
     /// connections survive.
     pub shared_limits: Option<Arc<SharedStore>>,
+    /// `[tracing]`: trust, sampling and where spans go.
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 impl Snapshot {
@@ -196,7 +198,12 @@ impl Snapshot {
                 })?))
             }
         };
+        let tracer = config
+            .tracing
+            .as_ref()
+            .map(|t| crate::trace::Tracer::new(t, previous.and_then(|p| p.tracer.as_ref())));
         Ok(Snapshot {
+            tracer,
             shared_limits,
             auth,
             detector,

@@ -31,6 +31,8 @@ pub struct State {
     /// Connections, requests in flight and buffered bodies held now (process-wide: a reload
     /// changes the limits, not what is held).
     pub bounds: crate::bounds::Bounds,
+    /// The span exporter: process-wide, so spans queued before a reload are still exported.
+    pub tracing: crate::trace::Exporter,
 }
 
 impl State {
@@ -43,6 +45,9 @@ impl State {
     pub fn start_background(&self) {
         let snapshot = self.current();
         self.status.adopt(&snapshot);
+        if let Some(tracer) = &snapshot.tracer {
+            self.tracing.configure(tracer.config.queue_size);
+        }
         if let Some(auth) = &snapshot.auth {
             auth.start_refresher(self.metrics.jwks_refreshes.clone());
         }

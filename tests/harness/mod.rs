@@ -15,6 +15,7 @@ mod bounded;
 mod browser;
 mod cached;
 mod client;
+mod collector;
 mod gateway;
 mod origin;
 mod recorder;
@@ -32,6 +33,8 @@ pub use browser::*;
 pub use cached::*;
 #[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
+pub use collector::*;
 #[allow(unused_imports)]
 pub use gateway::*;
 #[allow(unused_imports)]

@@ -18,6 +18,8 @@ mod bounds;
 mod jwt;
 pub use bounds::*;
 pub use jwt::*;
+mod tracing;
+pub use tracing::*;
 
 /// One complete configuration snapshot. Reload swaps a whole new one in.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub suspicious: Suspicious,
     /// `[cache]`: the edge cache's memory bound and lock timeout (defaults when absent).
     pub cache: CacheSettings,
+    /// `[tracing]`, when configured.
+    pub tracing: Option<Tracing>,
     /// Where selected keys sit in the file (sections, retry and breaker tables, ...), by key
     /// path, for problems found after loading.
     pub locations: BTreeMap<String, crate::Location>,

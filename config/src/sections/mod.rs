@@ -9,4 +9,5 @@ pub(crate) mod routes;
 pub(crate) mod server;
 pub(crate) mod signed_urls;
 pub(crate) mod sources;
+pub(crate) mod tracing;
 pub(crate) mod upstreams;

@@ -59,6 +59,7 @@ pub fn report(state: &State) -> Report {
         bans,
         bans_total,
         bounds: bounds(state, &snapshot, &totals, &minute),
+        tracing: tracing(state, &snapshot),
     }
 }
 
@@ -82,6 +83,41 @@ fn bounds(state: &State, snapshot: &Snapshot, totals: &Totals, minute: &Totals) 
             })
             .collect(),
     }
+}
+
+fn tracing(state: &State, snapshot: &Snapshot) -> Option<TracingReport> {
+    let config = &snapshot.tracer.as_ref()?.config;
+    let slow = state
+        .tracing
+        .slow
+        .list()
+        .into_iter()
+        .map(|t| {
+            let id = t.trace_id.to_string();
+            SlowTraceReport {
+                at: timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.at_ms)),
+                route: t.route,
+                status: t.status,
+                duration_ms: round3(t.duration_us as f64 / 1000.0),
+                link: config
+                    .trace_link
+                    .as_ref()
+                    .map(|l| l.replace("{trace_id}", &id)),
+                trace_id: id,
+            }
+        })
+        .collect();
+    Some(TracingReport {
+        sample_ratio: config.sample_ratio,
+        trust_incoming: match config.trust_incoming {
+            portcullis_config::TraceTrust::All => "all",
+            portcullis_config::TraceTrust::TrustedProxies => "trusted_proxies",
+            portcullis_config::TraceTrust::None => "none",
+        },
+        spans_exported: state.metrics.tracing_spans_exported.get(),
+        spans_dropped: state.metrics.tracing_spans_dropped.get(),
+        slow,
+    })
 }
 
 fn routes(status: &Status, snapshot: &Snapshot, sec: u64) -> Vec<RouteReport> {

@@ -34,6 +34,8 @@ pub struct Report {
     pub bans_total: usize,
     /// Connections, requests in flight, buffered bodies, and what the bounds refused.
     pub bounds: BoundsReport,
+    /// `null` without `[tracing]`.
+    pub tracing: Option<TracingReport>,
 }
 
 /// What the bounded-request limits hold now and what they refused.
@@ -56,6 +58,29 @@ pub struct LimitRefusals {
     pub limit: &'static str,
     pub last_minute: u64,
     pub total: u64,
+}
+
+/// `[tracing]`: sampling, the exporter's counters, and the slowest sampled requests.
+#[derive(Debug, Serialize)]
+pub struct TracingReport {
+    pub sample_ratio: f64,
+    pub trust_incoming: &'static str,
+    pub spans_exported: u64,
+    pub spans_dropped: u64,
+    /// The slowest sampled requests of the last 60 s, slowest first (at most 10).
+    pub slow: Vec<SlowTraceReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlowTraceReport {
+    /// RFC 3339, when it ended.
+    pub at: String,
+    pub route: String,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub trace_id: String,
+    /// `[tracing] trace_link` with the id filled in; `null` without one.
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

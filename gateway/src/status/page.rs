@@ -17,6 +17,7 @@ pub const ICON: &str = include_str!("assets/icon.svg");
 
 /// The row of an empty three-column list (the script writes the same).
 const EMPTY_3: &str = "<tr class=\"empty\"><td colspan=\"3\">none</td></tr>\n";
+const EMPTY_5: &str = "<tr class=\"empty\"><td colspan=\"5\">none</td></tr>\n";
 
 /// The chart's drawing box (viewBox units).
 const CHART_W: f64 = 150.0;
@@ -46,6 +47,7 @@ pub fn render(r: &Report) -> String {
     rate_limits(&mut h, r);
     suspicious(&mut h, r);
     bounds(&mut h, &r.bounds);
+    tracing(&mut h, r.tracing.as_ref());
     h.push_str("</main>\n<footer>Read-only. The same figures as JSON: <a href=\"/status.json\">/status.json</a>; every counter: <a href=\"/metrics\">/metrics</a>.</footer>\n</body>\n</html>\n");
     h
 }
@@ -265,6 +267,35 @@ fn suspicious(h: &mut String, r: &Report) {
             esc(&b.client),
             esc(&b.expires_at),
             b.expires_in_seconds
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+/// `[tracing]`: the slowest sampled requests, each linked to its trace when `trace_link` is set.
+fn tracing(h: &mut String, t: Option<&TracingReport>) {
+    let Some(t) = t else { return };
+    let _ = write!(
+        h,
+        "<section id=\"tracing\"><h2>Slow traced requests <small>sample ratio <span data-f=\"tracing.sample_ratio\">{}</span> · trust <span data-f=\"tracing.trust_incoming\">{}</span> · spans exported <span data-f=\"tracing.spans_exported\">{}</span>, dropped <span data-f=\"tracing.spans_dropped\">{}</span></small></h2>\n\
+         <table><thead><tr><th>ended</th><th>route</th><th>status</th><th>ms</th><th>trace</th></tr></thead><tbody data-list=\"tracing.slow\">\n",
+        t.sample_ratio, t.trust_incoming, t.spans_exported, t.spans_dropped
+    );
+    if t.slow.is_empty() {
+        h.push_str(EMPTY_5);
+    }
+    for s in &t.slow {
+        let trace = match &s.link {
+            Some(link) => format!("<a href=\"{}\">{}</a>", esc(link), esc(&s.trace_id)),
+            None => esc(&s.trace_id),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"trace\">{trace}</td></tr>",
+            esc(&s.at),
+            esc(&s.route),
+            s.status,
+            fmt_ms(Some(s.duration_ms)),
         );
     }
     h.push_str("</tbody></table></section>\n");

@@ -36,6 +36,10 @@ use portcullis_resilience::{
 use super::UpstreamPool;
 use crate::error::Rejection;
 use crate::state::{json_fields, State};
+use crate::trace::record::{ip_text, semconv_method, Kind, SpanData, Value};
+use crate::trace::Clock;
+use portcullis_trace_context::SpanId;
+use std::borrow::Cow;
 
 /// The upstream leg of one request. Written only by its own methods, from the proxy phases.
 #[derive(Default)]
@@ -56,6 +60,20 @@ pub struct Attempt {
     body_bytes: usize,
     /// An answer decided before any try (an open breaker, the deadline passed).
     refusal: Option<Rejection>,
+    /// Each try's timing and result, kept for a sampled request's CLIENT spans.
+    traced: Option<Vec<TracedTry>>,
+}
+
+/// One try, as its CLIENT span reports it.
+pub struct TracedTry {
+    span_id: SpanId,
+    /// The pool's peer index.
+    peer: usize,
+    started: Instant,
+    ended: Option<Instant>,
+    status: Option<u16>,
+    /// How it failed (the `outcome` label of `portcullis_upstream_requests_total`).
+    failure: Option<&'static str>,
 }
 
 /// How the last try ended, for the breaker and the accounting.
@@ -93,6 +111,78 @@ impl Attempt {
 
     pub fn tries(&self) -> usize {
         self.tried.len()
+    }
+
+    /// Keeps each try's timing and result from now on (a sampled request's CLIENT spans).
+    pub fn trace_tries(&mut self) {
+        self.traced = Some(Vec::new());
+    }
+
+    /// The CLIENT span of the try in flight: the parent the upstream's `traceparent` names.
+    pub fn try_span(&self) -> Option<SpanId> {
+        self.traced.as_ref()?.last().map(|t| t.span_id)
+    }
+
+    /// A CLIENT span per try, children of `parent`. The last try, when it answered, ends
+    /// with the request (its body was streamed to the client until then).
+    pub fn client_spans(
+        &self,
+        session: &Session,
+        parent: SpanId,
+        clock: &Clock,
+        end_ns: u64,
+    ) -> Vec<SpanData> {
+        let (Some(pool), Some(tries)) = (&self.pool, &self.traced) else {
+            return Vec::new();
+        };
+        let method = semconv_method(&session.req_header().method);
+        tries
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut attributes: Vec<(&'static str, Value)> = Vec::with_capacity(7);
+                attributes.push(("http.request.method", method.into()));
+                if let Some(slot) = pool.peers.get(t.peer) {
+                    attributes.push(("server.address", slot.peer.host.clone().into()));
+                    attributes.push(("server.port", i64::from(slot.peer.port).into()));
+                    if let Some(addr) = slot.addr {
+                        attributes.push(("network.peer.address", ip_text(addr.ip()).into()));
+                    }
+                }
+                attributes.push(("portcullis.upstream", pool.name().to_string().into()));
+                if let Some(status) = t.status {
+                    attributes.push(("http.response.status_code", i64::from(status).into()));
+                }
+                if i > 0 {
+                    attributes.push(("http.request.resend_count", (i as i64).into()));
+                }
+                let error = match (t.failure, t.status) {
+                    (Some(failure), _) => {
+                        attributes.push(("error.type", failure.into()));
+                        true
+                    }
+                    (None, Some(status)) if status >= 500 => {
+                        attributes.push(("error.type", status.to_string().into()));
+                        true
+                    }
+                    _ => false,
+                };
+                SpanData {
+                    span_id: t.span_id,
+                    parent: Some(parent),
+                    name: Cow::Borrowed(method),
+                    kind: Kind::Client,
+                    start_ns: clock.unix_ns(t.started),
+                    // The answer relayed to the client: its try lasts until the body went.
+                    end_ns: match t.ended {
+                        Some(e) if i + 1 < tries.len() || t.failure.is_some() => clock.unix_ns(e),
+                        _ => end_ns,
+                    },
+                    attributes,
+                    error,
+                }
+            })
+            .collect()
     }
 
     /// The answer decided before a try, if any (the proxy's failure phase gives it).
@@ -175,6 +265,16 @@ impl Attempt {
             .and_then(|i| pool.http_peer(i).map(|p| (i, p)))
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no usable peer"))?;
         self.tried.push(index);
+        if let Some(traced) = &mut self.traced {
+            traced.push(TracedTry {
+                span_id: SpanId::random(),
+                peer: index,
+                started: Instant::now(),
+                ended: None,
+                status: None,
+                failure: None,
+            });
+        }
         // No try may outlive the deadline.
         if let Some(left) = left {
             let o = &mut peer.options;
@@ -282,6 +382,10 @@ impl Attempt {
 
     /// Records a finished try with the breaker and in the accounting.
     fn end(&mut self, state: &State, ended: Ended) {
+        let answered = match ended {
+            Ended::Answered(status) => Some(status),
+            Ended::Failed(_) => None,
+        };
         let (outcome, label) = match ended {
             Ended::Answered(status) => (
                 CallOutcome::for_status(status),
@@ -301,6 +405,13 @@ impl Attempt {
                 if let Some(t) = breaker.record(permit, outcome, Instant::now()) {
                     transition(state, &pool, t);
                 }
+            }
+        }
+        if let Some(last) = self.traced.as_mut().and_then(|t| t.last_mut()) {
+            if last.ended.is_none() {
+                last.ended = Some(Instant::now());
+                last.status = answered;
+                last.failure = answered.is_none().then_some(label);
             }
         }
         self.account(state, label);

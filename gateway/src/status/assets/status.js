@@ -129,6 +129,17 @@
       row([b.client, b.expires_at, [b.expires_in_seconds, 'n']])), 3),
     'bounds.refusals': (s) => s.bounds.refusals.map((r) =>
       row([r.limit, [r.last_minute, 'n'], [r.total, 'n']])),
+    'tracing.slow': (s) => orNone((s.tracing ? s.tracing.slow : []).map((t) => {
+      const trace = el('td', 'trace');
+      if (t.link) {
+        const a = el('a', '', t.trace_id);
+        a.href = t.link;
+        trace.appendChild(a);
+      } else {
+        trace.textContent = t.trace_id;
+      }
+      return row([t.at, t.route, [t.status, 'n'], [ms(t.duration_ms), 'n'], trace]);
+    }), 5),
   };
 
   // === single fields: data-f names a path into the document, data-fmt its format ===
@@ -147,7 +158,8 @@
   function redraw(s) {
     // A reload that adds or removes [jwt] changes the page's shape: take the new one.
     const jwtShown = document.querySelector('[data-f="jwt.cache_hit_ratio"]') !== null;
-    if (jwtShown !== (s.jwt !== null)) {
+    const tracingShown = document.getElementById('tracing') !== null;
+    if (jwtShown !== (s.jwt !== null) || tracingShown !== (s.tracing !== null)) {
       location.reload();
       return;
     }
