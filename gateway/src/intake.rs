@@ -60,8 +60,11 @@ impl ServerApp for Intake {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        match stream.selected_alpn_proto() {
+            Some(ALPN::H2) => return ServerApp::process_new(&self.proxy, stream, shutdown).await,
+            // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737).
+            Some(ALPN::Custom(p)) if p.protocol() == crate::tls::ACME_TLS_1 => return None,
+            _ => {}
         }
         let mut stream = stream;
         let mut settings: Option<HttpPersistentSettings> = None;

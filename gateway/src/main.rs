@@ -4,6 +4,7 @@
 //! always with one clear line naming the cause.
 
 mod access_log;
+mod acme;
 mod admin;
 mod admission;
 mod auth;
@@ -163,11 +164,30 @@ fn main() -> ExitCode {
     for warning in warnings(&snapshot.config) {
         eprintln!("warning: {}: {warning}", cli.config.display());
     }
+    // `[acme] state_dir` holds private keys: permissions looser than 0700/0600 are refused
+    // (by --check too, as a configuration error at the key).
+    let acme = match snapshot
+        .config
+        .acme
+        .as_ref()
+        .map(acme::Acme::open)
+        .transpose()
+    {
+        Ok(acme) => acme.map(Arc::new),
+        Err(e) => {
+            let at = snapshot.config.locations.get("acme").map_or_else(
+                || cli.config.display().to_string(),
+                |l| format!("{}:{}:{}: acme.state_dir", l.file, l.line, l.col),
+            );
+            eprintln!("{at}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.check {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
-    match start(cli, snapshot) {
+    match start(cli, snapshot, acme) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("portcullis: {message}");
@@ -176,7 +196,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
+fn start(cli: Cli, snapshot: Snapshot, acme: Option<Arc<acme::Acme>>) -> Result<(), String> {
     let server_cfg = &snapshot.config.server;
     if !cli.upgrade {
         // Pingora binds inside its service threads and would only log a failure; binding
@@ -205,6 +225,7 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
         status: status::Status::new(),
+        acme,
     });
     state.start_background();
     admin::start(admin_listener, state.clone())

@@ -28,6 +28,9 @@ pub struct State {
     pub status: crate::status::Status,
     /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
     pub cache: &'static crate::cache::EdgeCache,
+    /// `[acme]`: the certificate it ordered, its challenges and its progress. Read at start;
+    /// a change to `[acme]` takes effect at the next restart.
+    pub acme: Option<Arc<crate::acme::Acme>>,
 }
 
 impl State {
@@ -75,6 +78,9 @@ impl State {
         match built {
             Ok(next) => {
                 self.replicated.configure(&next.config);
+                if next.config.acme.as_ref() != self.acme.as_ref().map(|a| &a.settings) {
+                    log::warn!("[acme] changed: it takes effect at the next restart");
+                }
                 if next.config.cache != self.cache.settings {
                     log::warn!(
                         "[cache] changed: memory and lock_timeout take effect at the next restart"

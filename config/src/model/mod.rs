@@ -14,7 +14,9 @@ use ipnet::IpNet;
 
 pub use crate::units::Rate;
 
+mod acme;
 mod jwt;
+pub use acme::*;
 pub use jwt::*;
 
 /// One complete configuration snapshot. Reload swaps a whole new one in.
@@ -37,6 +39,8 @@ pub struct Config {
     pub suspicious: Suspicious,
     /// `[cache]`: the edge cache's memory bound and lock timeout (defaults when absent).
     pub cache: CacheSettings,
+    /// `[acme]`: automatic certificates for the TLS listeners (instead of `tls_cert`).
+    pub acme: Option<Acme>,
     /// Where selected keys sit in the file (sections, retry and breaker tables, ...), by key
     /// path, for problems found after loading.
     pub locations: BTreeMap<String, crate::Location>,
@@ -48,7 +52,7 @@ pub struct Config {
 pub struct Server {
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<SocketAddr>,
-    /// Both set exactly when `tls_listen` is non-empty.
+    /// Set exactly when `tls_listen` is non-empty and there is no `[acme]` section.
     pub tls: Option<TlsFiles>,
     pub https_redirect: bool,
     pub https_port: u16,

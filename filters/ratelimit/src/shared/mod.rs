@@ -80,6 +80,7 @@ pub enum SharedError {
     BadReply(usize),
 }
 
+mod certificates;
 mod connection;
 pub mod records;
 
