@@ -16,6 +16,7 @@ mod cached;
 mod client;
 mod gateway;
 mod origin;
+mod pebble;
 mod replicas;
 
 // Each test file uses its own part of the harness.
@@ -31,6 +32,8 @@ pub use client::*;
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use origin::*;
+#[allow(unused_imports)]
+pub use pebble::*;
 #[allow(unused_imports)]
 pub use replicas::*;
 

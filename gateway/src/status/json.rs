@@ -31,6 +31,28 @@ pub struct Report {
     /// Current bans, longest remaining first (at most 100; `bans_total` counts them all).
     pub bans: Vec<Ban>,
     pub bans_total: usize,
+    /// `[acme]`'s certificate; `null` without `[acme]`.
+    pub certificate: Option<CertificateReport>,
+}
+
+/// The certificate `[acme]` serves and its renewal.
+#[derive(Debug, Serialize)]
+pub struct CertificateReport {
+    /// `valid` (one is served) or `pending` (none yet: TLS handshakes fail).
+    pub state: &'static str,
+    /// The names on the served certificate (the configured ones while pending).
+    pub names: Vec<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    /// RFC 3339.
+    pub not_before: Option<String>,
+    pub not_after: Option<String>,
+    /// When the next order is due (RFC 3339): the renewal, or the retry after a failure.
+    pub next_renewal: Option<String>,
+    pub last_issued_at: Option<String>,
+    /// The last failed order, quoted values cut out; `null` once an order succeeds.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
