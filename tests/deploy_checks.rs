@@ -67,7 +67,7 @@ fn alert_rules_pass_promtool_and_every_alert_has_a_unit_test() {
     let rules = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
     let tests = std::fs::read_to_string(dir.join("alerts_test.yml")).unwrap();
     let alerts = alert_rules(&rules);
-    assert_eq!(alerts.len(), 8);
+    assert_eq!(alerts.len(), 9);
     for (alert, block) in alerts {
         let cases = tests.matches(&format!("alertname: {alert}\n")).count();
         assert!(
