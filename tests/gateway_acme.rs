@@ -142,11 +142,29 @@ fn http_01_issues_a_certificate_that_verifies_and_a_restart_orders_nothing() {
         first = served_serial(p.tls, NAME);
         first.is_some()
     }));
-    assert_eq!(first, Some(serial));
+    assert_eq!(first.as_deref(), Some(serial.as_str()));
     assert!(tls_connect(p.tls, NAME, Some(&root)).is_ok());
     assert_eq!(orders(&gw, "success"), 0.0);
     assert!(
         !gw.stderr().contains("ordering a certificate"),
+        "{}",
+        gw.stderr()
+    );
+    drop(gw);
+
+    // Another directory (staging to production): the stored certificate is not served, a new
+    // one is ordered at once.
+    let moved = text.replace("/dir\"", "/dir?moved\"");
+    assert_ne!(moved, text);
+    let gw = Gateway::start("acme-http-moved", p.plain, p.admin, &moved, &[]);
+    assert!(
+        wait_until(ISSUED_WITHIN, || orders(&gw, "success") == 1.0),
+        "{}",
+        gw.stderr()
+    );
+    assert_ne!(served_serial(p.tls, NAME), Some(serial));
+    assert!(
+        gw.stderr().contains("issued through another directory"),
         "{}",
         gw.stderr()
     );

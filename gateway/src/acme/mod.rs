@@ -167,6 +167,13 @@ impl Acme {
             CERTIFICATE_FILE,
         )
         .map_err(|e| e.to_string())?;
+        let issued_by = bundle
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix(order::DIRECTORY_LINE));
+        if let Some(other) = issued_by.filter(|d| *d != self.settings.directory) {
+            return Err(format!("it was issued through another directory ({other})"));
+        }
         let info = CertInfo::of(&material.leaf)?;
         if let Some(missing) = self
             .settings

@@ -13,6 +13,11 @@ use portcullis_ratelimit::shared::SharedStore;
 use super::challenge::{to_hex, CHALLENGE_TTL};
 use super::Acme;
 
+/// The first line of a stored bundle names the directory that issued it (PEM readers skip
+/// text before the first `-----BEGIN`), so a certificate from another CA, such as staging
+/// before production, is not served after `directory` changes.
+pub const DIRECTORY_LINE: &str = "directory: ";
+
 /// The longest one order may take, validation included.
 pub const ORDER_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -156,7 +161,12 @@ async fn run(
         .map_err(|e| OrderError::Local(e.to_string()))?;
     order.finalize_csr(csr.der()).await?;
     let chain = order.poll_certificate(&patience).await?;
-    Ok(format!("{}{}", key.serialize_pem(), chain))
+    Ok(format!(
+        "{DIRECTORY_LINE}{}\n{}{}",
+        settings.directory,
+        key.serialize_pem(),
+        chain
+    ))
 }
 
 async fn publish(store: &SharedStore, name: &str, value: &str) -> Result<(), OrderError> {
