@@ -446,8 +446,16 @@ fn check_refuses_acme_mistakes_with_file_line_and_key() {
         assert!(line.contains(message), "{line}");
     }
 
-    // A state_dir that others can read is refused, by --check too.
+    // A valid file passes, and --check creates nothing (state_dir appears at start).
     let state = dir.join("state");
+    let path = dir.join("valid.toml");
+    std::fs::write(&path, format!("{base}{}{routes}", acme(""))).unwrap();
+    let (code, stdout, stderr) = run_cli(&["--config", path.to_str().unwrap(), "--check"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("configuration ok"));
+    assert!(!state.exists(), "--check created the state directory");
+
+    // A state_dir that others can read is refused, by --check too.
     std::fs::create_dir_all(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.join("loose.toml");

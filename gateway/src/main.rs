@@ -165,7 +165,21 @@ fn main() -> ExitCode {
         eprintln!("warning: {}: {warning}", cli.config.display());
     }
     // `[acme] state_dir` holds private keys: permissions looser than 0700/0600 are refused
-    // (by --check too, as a configuration error at the key).
+    // (by --check too, as a configuration error at the key; --check creates nothing).
+    if let Some(settings) = &snapshot.config.acme {
+        if let Err(e) = acme::state_dir::StateDir::check(&settings.state_dir) {
+            let at = snapshot.config.locations.get("acme").map_or_else(
+                || cli.config.display().to_string(),
+                |l| format!("{}:{}:{}: acme.state_dir", l.file, l.line, l.col),
+            );
+            eprintln!("{at}: [acme] state_dir {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if cli.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
     let acme = match snapshot
         .config
         .acme
@@ -175,18 +189,10 @@ fn main() -> ExitCode {
     {
         Ok(acme) => acme.map(Arc::new),
         Err(e) => {
-            let at = snapshot.config.locations.get("acme").map_or_else(
-                || cli.config.display().to_string(),
-                |l| format!("{}:{}:{}: acme.state_dir", l.file, l.line, l.col),
-            );
-            eprintln!("{at}: {e}");
-            return ExitCode::from(2);
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(1);
         }
     };
-    if cli.check {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
-    }
     match start(cli, snapshot, acme) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -26,12 +26,20 @@ pub const CHALLENGE_TTL: Duration = Duration::from_secs(600);
 /// Challenge certificates kept for other replicas' orders.
 const MAX_CACHED: usize = 256;
 
+/// Shared-store look-ups per second for challenges another replica may have published. The
+/// challenge path and `acme-tls/1` handshakes are answered before any ban or rate limit, so
+/// this bounds what a flood of made-up tokens costs the store; the CA's few validation
+/// requests fit well within it.
+pub const STORE_LOOKUPS_PER_SECOND: u32 = 50;
+
 #[derive(Default)]
 pub struct Challenges {
     /// token -> key authorization.
     http: Mutex<HashMap<String, String>>,
     /// name -> (acmeIdentifier digest, its certificate).
     alpn: Mutex<HashMap<String, (Vec<u8>, Arc<TlsMaterial>)>>,
+    /// Store look-ups made in the current second: (unix second, count).
+    lookups: Mutex<(u64, u32)>,
 }
 
 /// A token as RFC 8555 section 8.1 makes them: base64url characters only (and short).
@@ -54,6 +62,20 @@ impl Challenges {
         Ok(())
     }
 
+    /// Whether one more store look-up fits in this second's budget.
+    fn may_ask_store(&self) -> bool {
+        let second = crate::replication::unix_secs();
+        let mut lookups = lock(&self.lookups);
+        if lookups.0 != second {
+            *lookups = (second, 0);
+        }
+        if lookups.1 >= STORE_LOOKUPS_PER_SECOND {
+            return false;
+        }
+        lookups.1 += 1;
+        true
+    }
+
     /// Forgets this replica's challenges (the order ended).
     pub fn clear(&self) {
         lock(&self.http).clear();
@@ -68,7 +90,7 @@ impl Challenges {
         if let Some(found) = lock(&self.http).get(token).cloned() {
             return Some(found);
         }
-        let store = store?;
+        let store = store.filter(|_| self.may_ask_store())?;
         match store.acme_get(&format!("http:{token}")).await {
             Ok(found) => found,
             Err(e) => {
@@ -82,7 +104,7 @@ impl Challenges {
     /// the ordering replica left in the shared store.
     pub async fn alpn(&self, name: &str, store: Option<&SharedStore>) -> Option<Arc<TlsMaterial>> {
         let local = lock(&self.alpn).get(name).map(|(_, c)| c.clone());
-        if local.is_some() || store.is_none() {
+        if local.is_some() || store.is_none() || !self.may_ask_store() {
             return local;
         }
         let hex = match store?.acme_get(&format!("alpn:{name}")).await {
@@ -178,6 +200,17 @@ mod tests {
             .filter_map(|n| n.dnsname().map(str::to_string))
             .collect();
         assert_eq!(names, vec!["music.example.com".to_string()]);
+    }
+
+    #[test]
+    fn store_lookups_are_bounded_per_second() {
+        let challenges = Challenges::default();
+        let allowed = (0..STORE_LOOKUPS_PER_SECOND * 3)
+            .filter(|_| challenges.may_ask_store())
+            .count();
+        // At most one second boundary can fall inside the loop.
+        assert!(allowed as u32 <= STORE_LOOKUPS_PER_SECOND * 2, "{allowed}");
+        assert!(allowed as u32 >= STORE_LOOKUPS_PER_SECOND);
     }
 
     #[test]

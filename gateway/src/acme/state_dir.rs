@@ -47,17 +47,32 @@ impl StateDir {
     /// Creates the directory (0700) when it is missing, and refuses one, or a file in it,
     /// that group or others can reach.
     pub fn open(path: &Path) -> Result<StateDir, StateDirError> {
-        let io = |source| StateDirError::Io {
-            path: path.display().to_string(),
-            source,
-        };
         if !path.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(path)
-                .map_err(io)?;
+                .map_err(|source| StateDirError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
         }
+        Self::check(path)?;
+        Ok(StateDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// What `--check` does: refuses a directory (or a file in it) that group or others can
+    /// reach; a missing one is fine (it is created at start). Creates nothing.
+    pub fn check(path: &Path) -> Result<(), StateDirError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let io = |source| StateDirError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(io)?;
         if !meta.is_dir() {
             return Err(StateDirError::NotADirectory(path.display().to_string()));
@@ -69,9 +84,7 @@ impl StateDir {
                 check_mode(&file, meta.mode(), "600")?;
             }
         }
-        Ok(StateDir {
-            path: path.to_path_buf(),
-        })
+        Ok(())
     }
 
     /// The file's text, `None` when it does not exist.
