@@ -114,6 +114,30 @@ fn http_01_issues_a_certificate_that_verifies_and_a_restart_orders_nothing() {
     assert_eq!(ready.status, 200);
     assert!(String::from_utf8_lossy(&ready.body).contains("certificate: loaded"));
 
+    // The status page's certificate row.
+    let status = gw.admin_get("/status.json").expect("status.json");
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    let cert = &status["certificate"];
+    assert_eq!(cert["state"], "valid", "{cert}");
+    assert_eq!(cert["names"], serde_json::json!([NAME, OTHER]), "{cert}");
+    assert!(
+        cert["issuer"]
+            .as_str()
+            .is_some_and(|i| i.contains("Pebble")),
+        "{cert}"
+    );
+    assert!(
+        cert["not_after"].is_string() && cert["next_renewal"].is_string(),
+        "{cert}"
+    );
+    assert!(cert["last_error"].is_null(), "{cert}");
+    let page = gw.admin_get("/status").expect("status page");
+    let page = String::from_utf8_lossy(&page.body);
+    assert!(
+        page.contains("id=\"certificate\"") && page.contains(NAME),
+        "{page}"
+    );
+
     // The state survives: a private directory, private files.
     let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);

@@ -32,12 +32,15 @@ const MAX_CACHED: usize = 256;
 /// requests fit well within it.
 pub const STORE_LOOKUPS_PER_SECOND: u32 = 50;
 
+/// A TLS-ALPN-01 challenge: the acmeIdentifier digest and the certificate carrying it.
+type AlpnEntry = (Vec<u8>, Arc<TlsMaterial>);
+
 #[derive(Default)]
 pub struct Challenges {
     /// token -> key authorization.
     http: Mutex<HashMap<String, String>>,
     /// name -> (acmeIdentifier digest, its certificate).
-    alpn: Mutex<HashMap<String, (Vec<u8>, Arc<TlsMaterial>)>>,
+    alpn: Mutex<HashMap<String, AlpnEntry>>,
     /// Store look-ups made in the current second: (unix second, count).
     lookups: Mutex<(u64, u32)>,
 }
@@ -153,7 +156,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

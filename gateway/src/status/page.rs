@@ -210,7 +210,7 @@ fn jwt(h: &mut String, jwt: Option<&JwtReport>) {
 }
 
 fn certificate(h: &mut String, c: &CertificateReport) {
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<section id=\"certificate\"><h2>Certificate <small>[acme]</small></h2><dl>\
          <dt>state</dt><dd data-f=\"certificate.state\" class=\"{}\">{}</dd>\
@@ -218,7 +218,7 @@ fn certificate(h: &mut String, c: &CertificateReport) {
          <dt>issuer</dt><dd data-f=\"certificate.issuer\">{}</dd>\
          <dt>not after</dt><dd data-f=\"certificate.not_after\">{}</dd>\
          <dt>next renewal</dt><dd data-f=\"certificate.next_renewal\">{}</dd>\
-         <dt>last error</dt><dd data-f=\"certificate.last_error\" class=\"bad\">{}</dd></dl></section>\n",
+         <dt>last error</dt><dd data-f=\"certificate.last_error\" class=\"bad\">{}</dd></dl></section>",
         if c.state == "valid" { "ok" } else { "bad" },
         c.state,
         esc(&c.names.join(", ")),
