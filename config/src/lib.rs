@@ -65,8 +65,14 @@ pub fn parse(
 }
 
 fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Config> {
+    let acme_field = root.get_located("acme", d);
+    let acme_at = acme_field.as_ref().map(|f| f.key_span.clone());
+    let acme = acme_field.map(|f| f.section(d).and_then(|s| sections::acme::acme(s, base, d)));
     let server = root.get("server").and_then(|f| f.section(d));
-    let server = sections::server::server(server, base, d);
+    let server = sections::server::server(server, base, acme.is_some(), d);
+    if let (Some(span), Some(Some(acme)), Some(server)) = (&acme_at, &acme, &server) {
+        acme_listeners(span, acme, server, d);
+    }
     let admin = root.get("admin").and_then(|f| f.section(d));
     let admin = sections::server::admin(admin, d);
 
@@ -134,5 +140,30 @@ fn read(root: &mut Section, path: &Path, base: &Path, d: &mut Diag) -> Option<Co
         suspicious: suspicious?,
         cache: cache?,
         tracing: tracing.optional()?,
+        acme: acme.optional()?,
     })
+}
+
+/// `[acme]` needs TLS listeners to serve its certificate on, and the challenge its listener:
+/// HTTP-01 is answered on the plain listeners, TLS-ALPN-01 on the TLS ones.
+fn acme_listeners(
+    span: &Option<std::ops::Range<usize>>,
+    acme: &Acme,
+    server: &Server,
+    d: &mut Diag,
+) {
+    if server.tls_listen.is_empty() {
+        d.error(
+            span,
+            "acme",
+            "[acme] needs `server.tls_listen`: the certificate is served there",
+        );
+    }
+    if acme.challenge == AcmeChallenge::Http01 && server.listen.is_empty() {
+        d.error(
+            span,
+            "acme.challenge",
+            "\"http-01\" is answered on the plain listeners, and `server.listen` has none (the CA connects to port 80); use \"tls-alpn-01\" or add a listener",
+        );
+    }
 }

@@ -37,6 +37,7 @@ pub async fn admit(
 ) -> Result<(), Stop> {
     identify(session, ctx);
     trace(session, ctx);
+    acme_challenge(state, session).await?;
     cors_headers(session, ctx);
     request_shape(session, ctx)?;
     header_limits(session, ctx)?;
@@ -49,6 +50,49 @@ pub async fn admit(
     rate_limit(state, ctx).await?;
     crate::bounds::admit(state, session, ctx).await?;
     Ok(())
+}
+
+/// `[acme] challenge = "http-01"`: `/.well-known/acme-challenge/{token}` on a plain listener
+/// is answered here, before any ban, redirect, routing, auth or rate limit (RFC 8555 section
+/// 8.3: the CA fetches it over plain HTTP, from addresses nobody can list in advance): the key
+/// authorization of a pending token, 404 for anything else. Never forwarded upstream.
+async fn acme_challenge(state: &State, session: &Session) -> Result<(), Stop> {
+    let Some(acme) = state
+        .acme
+        .as_ref()
+        .filter(|a| a.settings.challenge == portcullis_config::AcmeChallenge::Http01)
+    else {
+        return Ok(());
+    };
+    let req = session.req_header();
+    let Some(token) = req.uri.path().strip_prefix("/.well-known/acme-challenge/") else {
+        return Ok(());
+    };
+    // Answered on a TLS listener too: a CA follows a redirect to HTTPS (RFC 8555 section 8.3).
+    let store = acme.store();
+    let answer = match acme.challenges.http(token, store.as_deref()).await {
+        Some(key_authorization) => Generated {
+            status: 200,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            )],
+            body: bytes::Bytes::from(key_authorization),
+            reason: "acme_challenge",
+        },
+        None => Generated {
+            status: 404,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )],
+            body: bytes::Bytes::from_static(
+                br#"{"error":"not_found","message":"no pending ACME challenge has this token"}"#,
+            ),
+            reason: "acme_challenge",
+        },
+    };
+    Err(Stop::Answer(answer))
 }
 
 /// What the HTTP/1 intake refuses before pingora parses, refused here for h2 too (its

@@ -67,6 +67,11 @@ impl ServerApp for Intake {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737).
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(p)) if p.protocol() == crate::tls::ACME_TLS_1)
+        {
+            return None;
+        }
         // Every connection, h2 included, is counted against the connection caps first.
         let _held = match self.admit_connection(&stream) {
             Ok(permit) => permit,

@@ -4,6 +4,7 @@
 //! always with one clear line naming the cause.
 
 mod access_log;
+mod acme;
 mod admin;
 mod admission;
 mod auth;
@@ -167,11 +168,36 @@ fn main() -> ExitCode {
     for warning in warnings(&snapshot.config) {
         eprintln!("warning: {}: {warning}", cli.config.display());
     }
+    // `[acme] state_dir` holds private keys: permissions looser than 0700/0600 are refused
+    // (by --check too, as a configuration error at the key; --check creates nothing).
+    if let Some(settings) = &snapshot.config.acme {
+        if let Err(e) = acme::state_dir::StateDir::check(&settings.state_dir) {
+            let at = snapshot.config.locations.get("acme").map_or_else(
+                || cli.config.display().to_string(),
+                |l| format!("{}:{}:{}: acme.state_dir", l.file, l.line, l.col),
+            );
+            eprintln!("{at}: [acme] state_dir {e}");
+            return ExitCode::from(2);
+        }
+    }
     if cli.check {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
-    match start(cli, snapshot) {
+    let acme = match snapshot
+        .config
+        .acme
+        .as_ref()
+        .map(acme::Acme::open)
+        .transpose()
+    {
+        Ok(acme) => acme.map(Arc::new),
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match start(cli, snapshot, acme) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("portcullis: {message}");
@@ -180,7 +206,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
+fn start(cli: Cli, snapshot: Snapshot, acme: Option<Arc<acme::Acme>>) -> Result<(), String> {
     let server_cfg = &snapshot.config.server;
     if !cli.upgrade {
         // Pingora binds inside its service threads and would only log a failure; binding
@@ -215,6 +241,7 @@ fn start(cli: Cli, snapshot: Snapshot) -> Result<(), String> {
         in_flight: AtomicUsize::new(0),
         status: status::Status::new(),
         bounds: bounds::Bounds::new(bounds::connections::descriptor_budget().0),
+        acme,
     });
     state.start_background();
     admin::start(admin_listener, state.clone())

@@ -57,6 +57,11 @@ pub struct Metrics {
     /// Spans the collector accepted, and spans dropped (queue full, or the export failed).
     pub tracing_spans_exported: IntCounter,
     pub tracing_spans_dropped: IntCounter,
+    /// `[acme]`: the served certificate's notAfter (unix seconds); no sample until one is
+    /// loaded, so an alert on it never fires on a gateway without `[acme]`.
+    pub acme_expiry: IntGaugeVec,
+    /// `[acme]` orders by result (`success`, `error`).
+    pub acme_orders: IntCounterVec,
 }
 
 /// Latency buckets from 0.5 ms to 30 s: a gateway hop is sub-millisecond, an upstream can
@@ -106,7 +111,21 @@ impl Metrics {
             "Bytes held by the edge cache's stored objects (bodies, headers, keys, index).",
         )?;
         registry.register(Box::new(cache_bytes.clone()))?;
+        let acme_expiry = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_acme_certificate_expiry_timestamp_seconds",
+                "When the certificate ordered by [acme] expires (unix seconds).",
+            ),
+            &[],
+        )?;
+        registry.register(Box::new(acme_expiry.clone()))?;
         Ok(Metrics {
+            acme_expiry,
+            acme_orders: counter_vec(
+                "portcullis_acme_orders_total",
+                "[acme] certificate orders by result (success, error).",
+                &["result"],
+            )?,
             revocations: gauge(
                 "portcullis_revocations",
                 "Token revocations held by this replica.",

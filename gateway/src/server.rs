@@ -92,11 +92,27 @@ pub fn run(state: Arc<State>, options: Options) -> Result<(), String> {
     }
     for addr in &server_cfg.tls_listen {
         let running = state.clone();
+        // With [acme], its certificate (none until the first order succeeds); else the
+        // snapshot's files.
+        let current: Box<dyn Fn() -> _ + Send + Sync> = match state.acme.clone() {
+            Some(acme) => Box::new(move || acme.certificate()),
+            None => Box::new(move || running.current().tls.clone()),
+        };
+        let alpn = state
+            .acme
+            .clone()
+            .filter(|a| a.settings.challenge == portcullis_config::AcmeChallenge::TlsAlpn01);
+        let challenges = alpn.map(|a| a as Arc<dyn crate::tls::AlpnChallenges>);
+        let with_alpn_01 = challenges.is_some();
         let mut settings = TlsSettings::with_callbacks(Box::new(CertificateResolver {
-            current: Box::new(move || running.current().tls.clone()),
+            current,
+            challenges,
         }))
         .map_err(|e| format!("cannot set up TLS on {addr}: {e}"))?;
         settings.enable_h2();
+        if with_alpn_01 {
+            crate::tls::accept_acme_tls_1(&mut settings);
+        }
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())
                 .tls(settings)

@@ -33,6 +33,9 @@ pub struct State {
     pub bounds: crate::bounds::Bounds,
     /// The span exporter: process-wide, so spans queued before a reload are still exported.
     pub tracing: crate::trace::Exporter,
+    /// `[acme]`: the certificate it ordered, its challenges and its progress. Read at start;
+    /// a change to `[acme]` takes effect at the next restart.
+    pub acme: Option<Arc<crate::acme::Acme>>,
 }
 
 impl State {
@@ -83,6 +86,9 @@ impl State {
         match built {
             Ok(next) => {
                 self.replicated.configure(&next.config);
+                if next.config.acme.as_ref() != self.acme.as_ref().map(|a| &a.settings) {
+                    log::warn!("[acme] changed: it takes effect at the next restart");
+                }
                 if next.config.cache != self.cache.settings {
                     log::warn!(
                         "[cache] changed: memory and lock_timeout take effect at the next restart"

@@ -258,6 +258,11 @@ impl Gateway {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn signal(&self, sig: i32) {
         if let Some(child) = &self.child {
             // SAFETY: kill(2) on our own child's pid.

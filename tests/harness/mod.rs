@@ -18,6 +18,7 @@ mod client;
 mod collector;
 mod gateway;
 mod origin;
+mod pebble;
 mod recorder;
 mod replicas;
 mod websocket;
@@ -39,6 +40,7 @@ pub use collector::*;
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use origin::*;
+pub use pebble::*;
 #[allow(unused_imports)]
 pub use recorder::*;
 #[allow(unused_imports)]

@@ -14,8 +14,10 @@ use ipnet::IpNet;
 
 pub use crate::units::Rate;
 
+mod acme;
 mod bounds;
 mod jwt;
+pub use acme::*;
 pub use bounds::*;
 pub use jwt::*;
 mod tracing;
@@ -43,6 +45,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// `[tracing]`, when configured.
     pub tracing: Option<Tracing>,
+    /// `[acme]`: automatic certificates for the TLS listeners (instead of `tls_cert`).
+    pub acme: Option<Acme>,
     /// Where selected keys sit in the file (sections, retry and breaker tables, ...), by key
     /// path, for problems found after loading.
     pub locations: BTreeMap<String, crate::Location>,
@@ -54,7 +58,7 @@ pub struct Config {
 pub struct Server {
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<SocketAddr>,
-    /// Both set exactly when `tls_listen` is non-empty.
+    /// Set exactly when `tls_listen` is non-empty and there is no `[acme]` section.
     pub tls: Option<TlsFiles>,
     pub https_redirect: bool,
     pub https_port: u16,

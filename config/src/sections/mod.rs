@@ -1,5 +1,6 @@
 //! One reader per top-level section of the file.
 
+pub(crate) mod acme;
 pub(crate) mod bounds;
 pub(crate) mod cache;
 pub(crate) mod edge;

@@ -9,7 +9,14 @@ use ipnet::IpNet;
 use crate::model::{Admin, Server, TlsFiles, UnderscoreHeaders};
 use crate::reader::{Diag, Field, OptionalKey, Section};
 
-pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Option<Server> {
+/// `acme`: whether the file has an `[acme]` section, which provides the TLS listeners'
+/// certificate instead of `tls_cert`/`tls_key`.
+pub(crate) fn server(
+    section: Option<Section>,
+    base: &Path,
+    acme: bool,
+    d: &mut Diag,
+) -> Option<Server> {
     let Some(mut s) = section else {
         d.error(
             &None,
@@ -95,8 +102,18 @@ pub(crate) fn server(section: Option<Section>, base: &Path, d: &mut Diag) -> Opt
             "at least one listener is required (`listen` or `tls_listen`)",
         );
     }
+    if acme {
+        if let Some((_, at)) = cert.as_ref().or(key.as_ref()) {
+            d.errors.push(crate::ConfigError {
+                at: at.clone(),
+                message: "[acme] provides the TLS certificate: remove `tls_cert` and `tls_key`, or the [acme] section".into(),
+            });
+            return None;
+        }
+    }
     let tls = match (tls_listen.is_empty(), cert, key) {
         (true, None, None) => None,
+        (false, None, None) if acme => None,
         (false, Some((cert, cert_at)), Some((key, key_at))) => Some(TlsFiles {
             cert,
             key,

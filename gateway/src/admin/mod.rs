@@ -47,6 +47,7 @@ pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Res
                 };
                 tokio::spawn(reload_on_sighup(state.clone()));
                 tokio::spawn(crate::replication::run(state.clone()));
+                tokio::spawn(crate::acme::renewal::run(state.clone()));
                 tokio::spawn(crate::status::sample_every_second(state.clone()));
                 loop {
                     match listener.accept().await {
@@ -119,7 +120,7 @@ async fn route(request: &wire::Request, state: &State) -> Answer {
         "/readyz" if read && state.draining.load(Ordering::Acquire) => {
             Answer::text(503, "draining\n")
         }
-        "/readyz" if read => Answer::text(200, "ready\n"),
+        "/readyz" if read => Answer::text(200, crate::acme::readiness(state)),
         "/metrics" if read => Answer {
             content_type: PROMETHEUS_TEXT,
             ..Answer::text(200, "")

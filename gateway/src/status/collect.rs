@@ -60,6 +60,7 @@ pub fn report(state: &State) -> Report {
         bans_total,
         bounds: bounds(state, &snapshot, &totals, &minute),
         tracing: tracing(state, &snapshot),
+        certificate: certificate(state),
     }
 }
 
@@ -117,6 +118,26 @@ fn tracing(state: &State, snapshot: &Snapshot) -> Option<TracingReport> {
         spans_exported: state.metrics.tracing_spans_exported.get(),
         spans_dropped: state.metrics.tracing_spans_dropped.get(),
         slow,
+    })
+}
+
+fn certificate(state: &State) -> Option<CertificateReport> {
+    let acme = state.acme.as_ref()?;
+    let served = acme.served();
+    let progress = acme.progress();
+    let at = |t: Option<i64>| t.map(crate::acme::rfc3339);
+    let info = served.as_ref().map(|s| &s.info);
+    Some(CertificateReport {
+        state: if served.is_some() { "valid" } else { "pending" },
+        names: info.map_or_else(|| acme.settings.domains.clone(), |i| i.names.clone()),
+        issuer: info.map(|i| i.issuer.clone()),
+        serial: info.map(|i| i.serial.clone()),
+        not_before: at(info.map(|i| i.not_before)),
+        not_after: at(info.map(|i| i.not_after)),
+        next_renewal: at(progress.next_renewal),
+        last_issued_at: at(progress.last_issued_at),
+        last_error: progress.last_error.as_deref().map(super::redact),
+        last_error_at: at(progress.last_error_at),
     })
 }
 

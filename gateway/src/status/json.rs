@@ -36,6 +36,8 @@ pub struct Report {
     pub bounds: BoundsReport,
     /// `null` without `[tracing]`.
     pub tracing: Option<TracingReport>,
+    /// `[acme]`'s certificate; `null` without `[acme]`.
+    pub certificate: Option<CertificateReport>,
 }
 
 /// What the bounded-request limits hold now and what they refused.
@@ -81,6 +83,26 @@ pub struct SlowTraceReport {
     pub trace_id: String,
     /// `[tracing] trace_link` with the id filled in; `null` without one.
     pub link: Option<String>,
+}
+
+/// The certificate `[acme]` serves and its renewal.
+#[derive(Debug, Serialize)]
+pub struct CertificateReport {
+    /// `valid` (one is served) or `pending` (none yet: TLS handshakes fail).
+    pub state: &'static str,
+    /// The names on the served certificate (the configured ones while pending).
+    pub names: Vec<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    /// RFC 3339.
+    pub not_before: Option<String>,
+    pub not_after: Option<String>,
+    /// When the next order is due (RFC 3339): the renewal, or the retry after a failure.
+    pub next_renewal: Option<String>,
+    pub last_issued_at: Option<String>,
+    /// The last failed order, quoted values cut out; `null` once an order succeeds.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -48,6 +48,9 @@ pub fn render(r: &Report) -> String {
     suspicious(&mut h, r);
     bounds(&mut h, &r.bounds);
     tracing(&mut h, r.tracing.as_ref());
+    if let Some(c) = &r.certificate {
+        certificate(&mut h, c);
+    }
     h.push_str("</main>\n<footer>Read-only. The same figures as JSON: <a href=\"/status.json\">/status.json</a>; every counter: <a href=\"/metrics\">/metrics</a>.</footer>\n</body>\n</html>\n");
     h
 }
@@ -207,6 +210,26 @@ fn jwt(h: &mut String, jwt: Option<&JwtReport>) {
         );
     }
     h.push_str("</dl></section>\n");
+}
+
+fn certificate(h: &mut String, c: &CertificateReport) {
+    let _ = writeln!(
+        h,
+        "<section id=\"certificate\"><h2>Certificate <small>[acme]</small></h2><dl>\
+         <dt>state</dt><dd data-f=\"certificate.state\" class=\"{}\">{}</dd>\
+         <dt>names</dt><dd data-f=\"certificate.names\" data-fmt=\"names\">{}</dd>\
+         <dt>issuer</dt><dd data-f=\"certificate.issuer\">{}</dd>\
+         <dt>not after</dt><dd data-f=\"certificate.not_after\">{}</dd>\
+         <dt>next renewal</dt><dd data-f=\"certificate.next_renewal\">{}</dd>\
+         <dt>last error</dt><dd data-f=\"certificate.last_error\" class=\"bad\">{}</dd></dl></section>",
+        if c.state == "valid" { "ok" } else { "bad" },
+        c.state,
+        esc(&c.names.join(", ")),
+        opt(c.issuer.as_deref()),
+        opt(c.not_after.as_deref()),
+        opt(c.next_renewal.as_deref()),
+        opt(c.last_error.as_deref()),
+    );
 }
 
 fn rate_limits(h: &mut String, r: &Report) {

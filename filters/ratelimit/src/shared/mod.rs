@@ -84,6 +84,7 @@ pub enum SharedError {
     OutOfRange,
 }
 
+mod certificates;
 mod connection;
 pub mod records;
 

@@ -150,6 +150,7 @@
     keys: (v) => v.length ? v.map((k) => (k.kid === null ? 'no kid' : k.kid) + ' (' + k.source + ')').join(', ') : 'none loaded',
     store: (v, s) => storeState(s.rate_limit_store),
     result: (v) => v,
+    names: (v) => (v && v.length ? v.join(', ') : dash),
   };
   function lookup(doc, path) {
     return path.split('.').reduce((o, k) => (o === null || o === undefined ? undefined : o[k]), doc);
