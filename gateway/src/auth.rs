@@ -40,7 +40,7 @@ pub struct Auth {
     fingerprint: String,
     refresher_started: AtomicBool,
     /// The JWKS fetches' last results, for the status page.
-    pub fetches: crate::status::FetchLog,
+    pub fetches: portcullis_jwt::FetchLog,
 }
 
 struct JwksSource {

@@ -37,6 +37,7 @@ use crate::access_log::{timestamp, Entry};
 use crate::bounds::tunnel::TunnelWatch;
 use crate::bounds::{ConnectionGate, ConnectionPermit, Limit};
 use crate::error::Rejection;
+use crate::handoff;
 use crate::metrics::method_label;
 use crate::outcome;
 use crate::proxy::Proxy;
@@ -110,12 +111,10 @@ impl ServerApp for Intake {
             }
             session.set_pipelined_prefix(head);
             tunnel.reset();
-            let served = REQUEST_SNAPSHOT.scope(
+            let served = handoff::scope(
                 snapshot,
-                REQUEST_TUNNEL.scope(
-                    tunnel.clone(),
-                    HttpServerApp::process_new_http(&self.proxy, session, shutdown),
-                ),
+                tunnel.clone(),
+                HttpServerApp::process_new_http(&self.proxy, session, shutdown),
             );
             // A WebSocket tunnel idle or open too long ends here: dropping the request's
             // future closes the client and the upstream connection.
@@ -146,22 +145,6 @@ enum Ended {
     /// Answer, then close. Carries the bytes seen (for the log's method) and when the
     /// header clock started (for the log's duration).
     Refused(Rejection, BytesMut, Instant),
-}
-
-tokio::task_local! {
-    /// The snapshot the intake judged a request's head by, for the proxy phases of the same
-    /// request (pingora's `new_ctx` runs inside this task).
-    static REQUEST_SNAPSHOT: Arc<Snapshot>;
-}
-
-tokio::task_local! {
-    /// The connection's WebSocket watch, for the proxy phases of the request being served.
-    static REQUEST_TUNNEL: Arc<TunnelWatch>;
-}
-
-/// The WebSocket watch of the HTTP/1 connection serving this task's request, if any.
-pub fn request_tunnel() -> Option<Arc<TunnelWatch>> {
-    REQUEST_TUNNEL.try_with(Arc::clone).ok()
 }
 
 impl Intake {
@@ -232,12 +215,6 @@ fn tunnel_closed(state: &State, closed: crate::bounds::tunnel::Closed) {
             ("duration_ms", (closed.lasted.as_millis() as u64).into()),
         ]),
     );
-}
-
-/// The snapshot the intake took for the request being served on this task, if any (h2
-/// streams run on tasks of their own and take theirs in `new_ctx`).
-pub fn request_snapshot() -> Option<Arc<Snapshot>> {
-    REQUEST_SNAPSHOT.try_with(Arc::clone).ok()
 }
 
 /// Reads one request's header section (and whatever followed it in the same reads).

@@ -13,6 +13,7 @@ mod cache;
 mod ctx;
 mod error;
 mod forward;
+mod handoff;
 mod health;
 mod intake;
 mod json_line;

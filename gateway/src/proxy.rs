@@ -18,7 +18,7 @@ use crate::admission::{self, Stop};
 use crate::cache::EdgeCache;
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
-use crate::{bounds, forward, intake, outcome, respond};
+use crate::{bounds, forward, handoff, outcome, respond};
 
 pub struct Proxy {
     pub state: Arc<State>,
@@ -29,9 +29,9 @@ impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        let snapshot = intake::request_snapshot().unwrap_or_else(|| self.state.current());
+        let snapshot = handoff::request_snapshot().unwrap_or_else(|| self.state.current());
         let mut ctx = RequestCtx::new(snapshot, InFlight::new(&self.state));
-        ctx.bounds.tunnel = intake::request_tunnel();
+        ctx.bounds.tunnel = handoff::request_tunnel();
         ctx
     }
 

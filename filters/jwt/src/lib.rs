@@ -19,6 +19,7 @@
 mod cache;
 pub mod cookie;
 mod error;
+mod fetch_log;
 pub mod keys;
 pub mod revocation;
 pub mod source;
@@ -27,6 +28,7 @@ pub mod verify;
 
 pub use cookie::{cookie_token, strip_cookie, without_cookie};
 pub use error::{AuthError, KeyError};
+pub use fetch_log::{FetchLog, Fetches};
 pub use keys::Key;
 pub use revocation::{Revocation, RevocationError, RevocationSet, Revocations, Revoked};
 pub use source::{credential, Credential, SourceKind};

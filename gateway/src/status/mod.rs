@@ -19,7 +19,6 @@
 
 mod collect;
 pub mod json;
-pub mod jwks;
 mod page;
 pub mod sampler;
 pub mod sketch;
@@ -33,7 +32,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_ratelimit::Scope;
 
-pub use jwks::FetchLog;
 pub use slots::Slot;
 
 use crate::snapshot::Snapshot;

@@ -1,5 +1,5 @@
-//! When the JWKS was last fetched and how it went, for the status page. The authenticator
-//! (`auth.rs`) records every fetch; a fetch is rare (a schedule, or an unknown `kid` behind a
+//! When the JWKS was last fetched and how it went, for the status page. The gateway's
+//! authenticator, which does the fetching, records every fetch; a fetch is rare (a schedule, or an unknown `kid` behind a
 //! cooldown), so a mutex costs nothing that matters.
 //!
 //! The error kept is the fetcher's own text ("answered 503", "cannot connect: ...", "no
