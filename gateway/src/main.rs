@@ -15,6 +15,7 @@ mod error;
 mod forward;
 mod handoff;
 mod health;
+mod identify;
 mod intake;
 mod json_line;
 mod lowercase;
