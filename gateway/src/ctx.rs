@@ -2,7 +2,7 @@
 //!
 //! | group | written by | holds |
 //! |---|---|---|
-//! | [`Client`] | `admission::identify` | request id, client IP, scheme, host |
+//! | [`Client`] | `identify::identify` | request id, client IP, scheme, authority and host |
 //! | [`Target`] | `admission::route` | the normalised path, the route, the upstream target |
 //! | [`Identity`] | `admission::authenticate` | the user and what vouched for them |
 //! | [`Attempt`] | `upstream::Attempt` itself | peers tried, breaker, retries |
