@@ -8,7 +8,6 @@
 mod harness;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -258,27 +257,6 @@ fn buffered_bodies_share_a_bounded_memory() {
 
 // === h2 ===
 
-fn make_cert(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("gw.key"))
-        .arg("-out")
-        .arg(dir.join("gw.crt"))
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-}
-
 fn tls_gateway(name: &str, app: u16) -> (Gateway, u16) {
     let (port, tls_port, admin) = (free_port(), free_port(), free_port());
     let text = format!(
@@ -287,7 +265,9 @@ fn tls_gateway(name: &str, app: u16) -> (Gateway, u16) {
          [[routes]]\nname = \"up\"\npath_prefix = \"/up\"\nupstream = \"app\"\nmax_request_body = \"64KiB\"\n\n\
          [[routes]]\nname = \"buf\"\npath_prefix = \"/buf\"\nupstream = \"app\"\nmax_request_body = \"1MiB\"\nbuffer_request_body = true\n"
     );
-    let gw = Gateway::start_with_files(name, port, admin, &text, &[], make_cert);
+    let gw = Gateway::start_with_files(name, port, admin, &text, &[], |dir| {
+        make_cert(dir, "gw", "localhost", 2);
+    });
     (gw, tls_port)
 }
 

@@ -515,18 +515,7 @@ fn hits_and_ranges_over_http2() {
         origin.port
     );
     let gw = Gateway::start_with_files("cache-h2", port, admin, &config, &[], |dir| {
-        let status = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(dir.join("gw.key"))
-            .arg("-out")
-            .arg(dir.join("gw.crt"))
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success());
+        make_cert(dir, "gw", "localhost", 30);
     });
     let (miss, body) = curl_h2(tls_port, "/api/music/t.mp3", None);
     assert!(miss.starts_with("http/2 200"), "{miss}");

@@ -33,18 +33,7 @@ fn tls_gateway(name: &str, origin: &Origin, hosts: &str) -> Gateway {
         origin.port
     );
     let mut gw = Gateway::start_with_files(name, port, admin, &config, &[], |dir| {
-        let status = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(dir.join("gw.key"))
-            .arg("-out")
-            .arg(dir.join("gw.crt"))
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success());
+        make_cert(dir, "gw", "localhost", 30);
     });
     // The tests below speak h2 to the TLS listener.
     gw.port = tls_port;

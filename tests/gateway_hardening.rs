@@ -8,7 +8,6 @@
 mod harness;
 
 use std::io::{BufReader, Write};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -496,31 +495,6 @@ fn credentials_the_gateway_cannot_verify_are_refused_not_forwarded() {
     );
 }
 
-/// A self-signed certificate in the gateway's directory.
-fn certificate(dir: &Path) {
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("gw.key"))
-        .arg("-out")
-        .arg(dir.join("gw.crt"))
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-}
-
 #[test]
 fn the_classes_hold_over_h2() {
     let app = Backend::start("app");
@@ -529,7 +503,9 @@ fn the_classes_hold_over_h2() {
         "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntls_listen = [\"127.0.0.1:{tls}\"]\ntls_cert = \"gw.crt\"\ntls_key = \"gw.key\"\ngrace_period = \"3s\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[upstreams.app]\npeers = [\"127.0.0.1:{}\"]\n\n[jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\nforward_claims = {{ sub = \"x-user-id\" }}\n\n[suspicious]\nmode = \"off\"\n\n[[routes]]\nname = \"images\"\npath_prefix = \"/api/images\"\nupstream = \"app\"\nauth = \"required\"\n\n[[routes]]\nname = \"site\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
         app.port
     );
-    let _gw = Gateway::start_with_files("h2", port, admin, &config, &[], certificate);
+    let _gw = Gateway::start_with_files("h2", port, admin, &config, &[], |dir| {
+        make_cert(dir, "gw", "localhost", 2);
+    });
 
     for path in [
         "/api;x=1/images/1",

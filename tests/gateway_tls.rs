@@ -5,39 +5,10 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use harness::*;
-
-/// A self-signed certificate for `cn`, valid `days`, written as `name.crt` / `name.key`.
-fn make_cert(dir: &Path, name: &str, cn: &str, days: u32) -> (PathBuf, PathBuf) {
-    let (crt, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days",
-        ])
-        .arg(days.to_string())
-        .args([
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{cn}"),
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    (crt, key)
-}
 
 /// curl over TLS: (HTTP version, response headers, the certificate subject line).
 fn curl(port: u16, http2: bool) -> (String, String, String) {

@@ -8,6 +8,34 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// A self-signed certificate for `cn`, valid `days`, written as `name.crt` / `name.key`.
+pub fn make_cert(dir: &Path, name: &str, cn: &str, days: u32) -> (PathBuf, PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days",
+        ])
+        .arg(days.to_string())
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{cn}"),
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (crt, key)
+}
+
 pub struct Gateway {
     pub port: u16,
     pub admin: u16,

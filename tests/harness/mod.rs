@@ -40,6 +40,7 @@ pub use collector::*;
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use origin::*;
+#[allow(unused_imports)]
 pub use pebble::*;
 #[allow(unused_imports)]
 pub use recorder::*;
