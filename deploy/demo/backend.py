@@ -87,9 +87,11 @@ const check = () => { result.image = img.naturalWidth > 0 ? img.naturalWidth : 0
 if (img.complete) check(); else { img.addEventListener('load', check); img.addEventListener('error', check); }
 const audio = document.getElementById('clip');
 const loaded = () => { result.audio = audio.duration > 0 ? audio.duration : 0; report(); };
-if (audio.readyState >= 1) loaded(); else {
+const failed = () => { result.audio = 0; report(); };
+// A deferred script can run after the clip already failed: its error event is gone then.
+if (audio.readyState >= 1) loaded(); else if (audio.error) failed(); else {
   audio.addEventListener('loadedmetadata', loaded);
-  audio.addEventListener('error', () => { result.audio = 0; report(); });
+  audio.addEventListener('error', failed);
 }
 report();
 """
