@@ -5,6 +5,7 @@
 //!
 //! | module | its job |
 //! |---|---|
+//! | [`EdgeCache`] | the process-wide store, cache lock and predictor, sized once at start |
 //! | [`store`] | the bounded in-memory [`Store`] behind pingora's `Storage` trait: TinyUFO, streaming fills, the purge index |
 //! | [`policy`] | RFC 9111 for a shared cache, plus the credential rule: store it? serve it to this request? |
 //! | [`key`] | the primary key from [`key::KeyParts`], and the variance of a stored answer's `Vary` |
@@ -21,6 +22,41 @@ pub mod status;
 pub mod store;
 
 pub use store::{Label, Store};
+
+use pingora_cache::lock::CacheLock;
+use pingora_cache::predictor::Predictor;
+use portcullis_config::CacheSettings;
+
+/// URLs remembered as uncacheable (too large, or never storable): 16 shards of this many.
+const PREDICTOR_SHARD_CAPACITY: usize = 1024;
+
+/// The process-wide cache: one store, lock and predictor for every snapshot, sized once at
+/// start (a reload keeps what is stored). The phase glue hands these to pingora's cache.
+pub struct EdgeCache {
+    pub store: Store,
+    /// One fetch per key while the others wait (up to `lock_timeout`).
+    pub lock: CacheLock,
+    /// URLs remembered as uncacheable, so later requests skip the lookup.
+    pub predictor: Predictor<16>,
+    /// The `[cache]` section it was built from.
+    pub settings: CacheSettings,
+}
+
+impl EdgeCache {
+    /// Builds the cache and gives it the `'static` life pingora's cache phases need; it lives
+    /// as long as the process. `bytes` is the gauge of the bytes stored.
+    pub fn start(settings: &CacheSettings, bytes: prometheus::IntGauge) -> &'static EdgeCache {
+        Box::leak(Box::new(EdgeCache {
+            store: Store::new(settings.memory, bytes),
+            lock: CacheLock::new(settings.lock_timeout),
+            predictor: Predictor::new(
+                PREDICTOR_SHARD_CAPACITY,
+                Some(policy::reason_belongs_to_the_request),
+            ),
+            settings: settings.clone(),
+        }))
+    }
+}
 
 /// What the cache did for one request: written by the phase glue as pingora's cache phases
 /// run, read by `Cache-Status`, the metrics and the log ([`status`]).

@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use portcullis_routing::{normalize, replace_prefix, RouteMatch};
 
 use crate::ctx::{CredentialKind, RequestCtx};
-use crate::error::Rejection;
+use crate::error::{Limit, Rejection};
 use crate::respond::Generated;
 use crate::respond_ops::HeaderOp;
 use crate::state::{json_fields, State};
@@ -47,7 +47,7 @@ pub async fn admit(
     route(session, ctx)?;
     authenticate(state, session, ctx).await?;
     rate_limit(state, ctx).await?;
-    crate::bounds::admit(state, session, ctx).await?;
+    bounds(state, session, ctx).await?;
     Ok(())
 }
 
@@ -545,4 +545,38 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
     ctx.target.handles = Some(handles);
     ctx.target.route = Some(route);
     Ok(())
+}
+
+/// The bounds, once the request is routed and admitted by every policy: the identified
+/// client's requests in flight (h2 streams included; a trusted proxy's clients each count as
+/// themselves), then the body (`bounds::body::admit`).
+async fn bounds(
+    state: &State,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Rejection> {
+    let server = &ctx.snapshot.config.server.bounds;
+    let bucket = portcullis_routing::client_ip::bucket(ctx.client.ip, server.ipv6_prefix);
+    match state
+        .bounds
+        .in_flight
+        .try_acquire(bucket, server.max_requests_in_flight_per_client)
+    {
+        Some(permit) => ctx.bounds.in_flight = Some(permit),
+        None => return Err(Rejection::ClientLimit(Limit::InFlightPerClient)),
+    }
+    let Some(route) = ctx.target.route.clone() else {
+        return Ok(());
+    };
+    let snapshot = ctx.snapshot.clone();
+    crate::bounds::body::admit(
+        &state.bounds.buffers,
+        &state.metrics.buffered_body_bytes,
+        session,
+        &route.bounds,
+        ctx.started,
+        &snapshot.config.server.bounds,
+        &mut ctx.bounds,
+    )
+    .await
 }

@@ -4,8 +4,6 @@
 
 use http::{HeaderValue, Method};
 
-use crate::bounds::Limit;
-
 /// What a 405 for a method the gateway never proxies (`CONNECT`, `TRACE`) lists as allowed.
 pub const PROXIED_METHODS: &[Method] = &[
     Method::GET,
@@ -16,6 +14,49 @@ pub const PROXIED_METHODS: &[Method] = &[
     Method::DELETE,
     Method::OPTIONS,
 ];
+
+/// Which bound stopped a request or a connection: the `limit` label of
+/// `portcullis_request_limits_total` and the access log's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    BodySize,
+    BodyTimeout,
+    BodyRate,
+    ConnectionsPerClient,
+    InFlightPerClient,
+    Connections,
+    BodyBufferMemory,
+    WebsocketIdle,
+    WebsocketDuration,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 9] = [
+        Limit::BodySize,
+        Limit::BodyTimeout,
+        Limit::BodyRate,
+        Limit::ConnectionsPerClient,
+        Limit::InFlightPerClient,
+        Limit::Connections,
+        Limit::BodyBufferMemory,
+        Limit::WebsocketIdle,
+        Limit::WebsocketDuration,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::BodySize => "body_size",
+            Limit::BodyTimeout => "body_timeout",
+            Limit::BodyRate => "body_rate",
+            Limit::ConnectionsPerClient => "connections_per_client",
+            Limit::InFlightPerClient => "in_flight_per_client",
+            Limit::Connections => "connections",
+            Limit::BodyBufferMemory => "body_buffer_memory",
+            Limit::WebsocketIdle => "websocket_idle",
+            Limit::WebsocketDuration => "websocket_duration",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {

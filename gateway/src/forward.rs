@@ -8,31 +8,22 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use portcullis_routing::forwarding::hop_by_hop;
 
+use portcullis_routing::forwarding::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+};
+
 use crate::ctx::{CredentialKind, RequestCtx};
-use crate::respond::{X_REQUEST_ID, X_REQUEST_ID_NAME};
 use crate::trace::{TRACEPARENT, TRACESTATE};
 use portcullis_config::TokenSource;
 use portcullis_jwt::strip_cookie;
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-const X_REAL_IP: &str = "x-real-ip";
-// The same names parsed at compile time, inserted without parsing them again.
+// The names the gateway sets (`portcullis_routing::forwarding::GATEWAY_HEADERS`), parsed at
+// compile time and inserted without parsing them again.
 const X_FORWARDED_FOR_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
 const X_FORWARDED_PROTO_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_PROTO);
-const X_FORWARDED_HOST_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_HOST);
+pub const X_FORWARDED_HOST_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_HOST);
 const X_REAL_IP_NAME: HeaderName = HeaderName::from_static(X_REAL_IP);
-
-/// Every header this module sets on each upstream request; client copies in any spelling are
-/// removed (`ClientHeaders`).
-pub const GATEWAY_HEADERS: &[&str] = &[
-    X_FORWARDED_FOR,
-    X_FORWARDED_PROTO,
-    X_FORWARDED_HOST,
-    X_REAL_IP,
-    X_REQUEST_ID,
-];
+pub const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
 
 pub fn upstream_request(
     session: &Session,

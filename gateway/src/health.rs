@@ -14,8 +14,8 @@ use pingora::lb::Backend;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::pool::UpstreamPool;
 use crate::state::{json_fields, State};
-use crate::upstream::UpstreamPool;
 
 const TICK: Duration = Duration::from_millis(100);
 

@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use portcullis_routing::request_id;
 
 use crate::ctx::RequestCtx;
-use crate::respond::X_REQUEST_ID;
+use portcullis_routing::forwarding::X_REQUEST_ID;
 
 /// Request id, client IP (trusted-proxy rule), scheme and host.
 pub fn identify(session: &Session, ctx: &mut RequestCtx) {

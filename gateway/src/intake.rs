@@ -177,7 +177,7 @@ impl Intake {
     async fn refuse_connection(&self, mut stream: Stream, rejection: &Rejection) {
         let snapshot = self.state.current();
         if let Some(limit) = rejection.limit() {
-            crate::bounds::count(&self.state, "none", limit);
+            crate::bounds::count(&self.state.metrics, "none", limit);
         }
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return;
@@ -205,7 +205,7 @@ fn peer_ip(stream: &Stream) -> std::net::IpAddr {
 
 /// Counts and logs a tunnel its watch closed.
 fn tunnel_closed(state: &State, closed: crate::bounds::tunnel::Closed) {
-    crate::bounds::count(state, &closed.route, closed.limit);
+    crate::bounds::count(&state.metrics, &closed.route, closed.limit);
     state.event(
         "websocket_closed",
         crate::state::json_fields([

@@ -10,6 +10,7 @@ mod admission;
 mod auth;
 mod bounds;
 mod cache;
+mod clock;
 mod ctx;
 mod error;
 mod forward;
@@ -21,6 +22,7 @@ mod json_line;
 mod lowercase;
 mod metrics;
 mod outcome;
+mod pool;
 mod proxy;
 mod replication;
 mod respond;
@@ -225,7 +227,8 @@ fn start(cli: Cli, snapshot: Snapshot, acme: Option<Arc<acme::Acme>>) -> Result<
         access_log::AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
     let limiter = portcullis_ratelimit::RateLimiter::new(snapshot.config.rate_limit_store.max_keys);
     let replicated = replication::Replicated::new(&snapshot.config);
-    let cache = cache::EdgeCache::start(&snapshot.config.cache, &metrics);
+    let cache =
+        portcullis_cache::EdgeCache::start(&snapshot.config.cache, metrics.cache_bytes.clone());
     let tracing = trace::Exporter::new(
         metrics.tracing_spans_exported.clone(),
         metrics.tracing_spans_dropped.clone(),

@@ -15,7 +15,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::admission::{self, Stop};
-use crate::cache::EdgeCache;
+use crate::cache;
 use crate::ctx::RequestCtx;
 use crate::state::{InFlight, State};
 use crate::{bounds, forward, handoff, outcome, respond};
@@ -47,12 +47,12 @@ impl ProxyHttp for Proxy {
     /// The edge cache, for GET and HEAD on routes that opted in: only now, after identity,
     /// auth and rate limits admitted the request.
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        self.state.cache.request(session, ctx);
+        cache::request(self.state.cache, session, ctx);
         Ok(())
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        Ok(EdgeCache::key(session, ctx))
+        Ok(cache::key(session, ctx))
     }
 
     fn cache_vary_filter(
@@ -61,7 +61,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        EdgeCache::vary(meta, ctx, req)
+        cache::vary(meta, ctx, req)
     }
 
     async fn cache_hit_filter(
@@ -72,11 +72,11 @@ impl ProxyHttp for Proxy {
         is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(EdgeCache::hit(meta, is_fresh, ctx))
+        Ok(cache::hit(meta, is_fresh, ctx))
     }
 
     fn cache_miss(&self, session: &mut Session, ctx: &mut RequestCtx) {
-        EdgeCache::miss(session, ctx);
+        cache::miss(session, ctx);
     }
 
     fn response_cache_filter(
@@ -85,7 +85,7 @@ impl ProxyHttp for Proxy {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(EdgeCache::response(session, resp, ctx))
+        Ok(cache::response(session, resp, ctx))
     }
 
     fn should_serve_stale(
@@ -94,7 +94,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
-        EdgeCache::serve_stale(&self.state, session, ctx, error)
+        cache::serve_stale(&self.state, session, ctx, error)
     }
 
     /// Judges each chunk against the body bounds before it is forwarded (a buffered body is
@@ -108,7 +108,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if session.was_upgraded() {
-            bounds::tunnel_alive(ctx);
+            ctx.bounds.tunnel_alive();
             return Ok(());
         }
         bounds::body::chunk(&mut ctx.bounds, body).map_err(bounds::body::cut)?;
@@ -127,7 +127,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         if session.was_upgraded() {
-            bounds::tunnel_alive(ctx);
+            ctx.bounds.tunnel_alive();
         }
         Ok(None)
     }
@@ -202,8 +202,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         respond::finish_headers(resp, ctx)?;
-        bounds::tunnel_opened(resp, ctx);
-        EdgeCache::stamp(session, resp, ctx)
+        if let Some(route) = &ctx.target.route {
+            ctx.bounds
+                .tunnel_opened(resp.status, route, &ctx.client.request_id);
+        }
+        cache::stamp(session, resp, ctx)
     }
 
     async fn fail_to_proxy(

@@ -19,14 +19,16 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use portcullis_jwt::{Revocation, Revocations};
 use portcullis_ratelimit::shared::{Poll, Put, SharedStore};
 use portcullis_suspicious::{BanRange, SharedBans};
 use tokio::sync::mpsc;
 
-use crate::state::State;
+use crate::clock::{unix_ms, unix_secs};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
 
 /// How often the store's versions are polled: the bound on how stale a replica's copy is.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
@@ -102,16 +104,6 @@ impl Replicated {
     }
 }
 
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-pub fn unix_secs() -> u64 {
-    unix_ms() / 1000
-}
-
 /// What the sync knows about the store it last talked to.
 #[derive(Default)]
 struct Seen {
@@ -121,24 +113,48 @@ struct Seen {
     failing: bool,
 }
 
-/// The sync loop; runs for the life of the process on the admin runtime.
-pub async fn run(state: Arc<State>) {
-    let mut queued = state
+/// What the sync works with: this replica's copies, its counters, and the configuration in
+/// force (whose shared store, if any, the copies follow).
+struct Replica<'a> {
+    replicated: &'a Replicated,
+    metrics: &'a Metrics,
+    current: &'a (dyn Fn() -> Arc<Snapshot> + Sync),
+}
+
+impl Replica<'_> {
+    fn current(&self) -> Arc<Snapshot> {
+        (self.current)()
+    }
+}
+
+/// The sync loop; runs for the life of the process on the admin runtime. `current` gives the
+/// configuration snapshot in force.
+pub async fn run(
+    replicated: &Replicated,
+    metrics: &Metrics,
+    current: impl Fn() -> Arc<Snapshot> + Sync,
+) {
+    let replica = &Replica {
+        replicated,
+        metrics,
+        current: &current,
+    };
+    let mut queued = replica
         .replicated
         .queued
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
     for op in ["poll", "load", "write"] {
-        state.metrics.shared_state_errors.with_label_values(&[op]);
+        replica.metrics.shared_state_errors.with_label_values(&[op]);
     }
     let mut seen = Seen::default();
     let mut tick = tokio::time::interval(SYNC_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let snapshot = state.current();
-        let shared = &state.replicated;
+        let snapshot = replica.current();
+        let shared = &replica.replicated;
         match &snapshot.shared_limits {
             None => {
                 seen = Seen::default();
@@ -147,7 +163,7 @@ pub async fn run(state: Arc<State>) {
                     while rx.try_recv().is_ok() {}
                 }
                 shared.revocations.prune(unix_secs());
-                forget(&state, shared.bans.prune(unix_ms()));
+                forget(replica, shared.bans.prune(unix_ms()));
             }
             Some(store) => {
                 if !seen.store.as_ref().is_some_and(|s| Arc::ptr_eq(s, store)) {
@@ -156,14 +172,14 @@ pub async fn run(state: Arc<State>) {
                         ..Seen::default()
                     };
                 }
-                sync(&state, store, &mut seen, queued.as_mut()).await;
+                sync(replica, store, &mut seen, queued.as_mut()).await;
             }
         }
-        state
+        replica
             .metrics
             .revocations
             .set(gauge(shared.revocations.len()));
-        state.metrics.bans.set(gauge(shared.bans.len()));
+        replica.metrics.bans.set(gauge(shared.bans.len()));
     }
 }
 
@@ -173,25 +189,25 @@ fn gauge(n: usize) -> i64 {
 
 /// Clients whose ban ended or was lifted: their auto-ban counts start again (a range an
 /// operator named is no client's key, and has no count to forget).
-fn forget(state: &State, ranges: Vec<BanRange>) {
+fn forget(replica: &Replica<'_>, ranges: Vec<BanRange>) {
     if ranges.is_empty() {
         return;
     }
-    let snapshot = state.current();
-    let bans = &state.replicated.bans;
+    let snapshot = replica.current();
+    let bans = &replica.replicated.bans;
     for range in ranges.into_iter().filter(|r| bans.is_client_key(*r)) {
         snapshot.bans.forget(range.network());
     }
 }
 
 async fn sync(
-    state: &State,
+    replica: &Replica<'_>,
     store: &SharedStore,
     seen: &mut Seen,
     queued: Option<&mut mpsc::Receiver<(BanRange, Duration)>>,
 ) {
-    let shared = &state.replicated;
-    let errors = &state.metrics.shared_state_errors;
+    let shared = &replica.replicated;
+    let errors = &replica.metrics.shared_state_errors;
     let poll = match store.poll().await {
         Ok(poll) => poll,
         Err(e) => {
@@ -239,13 +255,18 @@ async fn sync(
             }
         }
     }
-    sync_revocations(state, store, seen, &poll).await;
-    sync_bans(state, store, seen, &poll).await;
+    sync_revocations(replica, store, seen, &poll).await;
+    sync_bans(replica, store, seen, &poll).await;
 }
 
-async fn sync_revocations(state: &State, store: &SharedStore, seen: &mut Seen, poll: &Poll) {
-    let shared = &state.replicated;
-    let errors = &state.metrics.shared_state_errors;
+async fn sync_revocations(
+    replica: &Replica<'_>,
+    store: &SharedStore,
+    seen: &mut Seen,
+    poll: &Poll,
+) {
+    let shared = &replica.replicated;
+    let errors = &replica.metrics.shared_state_errors;
     match poll.revocations {
         None if !shared.revocations.is_empty() => {
             // The store lost its revocations (restarted empty, flushed): write ours back.
@@ -298,9 +319,9 @@ async fn sync_revocations(state: &State, store: &SharedStore, seen: &mut Seen, p
     }
 }
 
-async fn sync_bans(state: &State, store: &SharedStore, seen: &mut Seen, poll: &Poll) {
-    let shared = &state.replicated;
-    let errors = &state.metrics.shared_state_errors;
+async fn sync_bans(replica: &Replica<'_>, store: &SharedStore, seen: &mut Seen, poll: &Poll) {
+    let shared = &replica.replicated;
+    let errors = &replica.metrics.shared_state_errors;
     match poll.bans {
         None if !shared.bans.is_empty() => {
             let bans = shared.bans.list();
@@ -322,7 +343,7 @@ async fn sync_bans(state: &State, store: &SharedStore, seen: &mut Seen, poll: &P
         }
         None => seen.bans = None,
         Some(version) if seen.bans == Some(version) => {
-            forget(state, shared.bans.prune(poll.now_ms));
+            forget(replica, shared.bans.prune(poll.now_ms));
         }
         Some(_) => match store.load_bans().await {
             Ok((version, bans)) => {
@@ -331,7 +352,7 @@ async fn sync_bans(state: &State, store: &SharedStore, seen: &mut Seen, poll: &P
                 let entries = bans.into_iter().filter_map(|(client, until)| {
                     shared.bans.parse_client(&client).ok().map(|r| (r, until))
                 });
-                forget(state, shared.bans.replace(entries));
+                forget(replica, shared.bans.replace(entries));
                 seen.bans = version;
             }
             Err(e) => {

@@ -13,13 +13,9 @@ use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 use crate::error::Rejection;
+use crate::forward::X_REQUEST_ID_NAME;
 use crate::respond_ops::{ApplyHeaderOp, HeaderOp};
 use crate::snapshot::Snapshot;
-
-/// A static string, so pingora can keep the name for its case map without allocating.
-pub const X_REQUEST_ID: &str = "x-request-id";
-/// The same name, parsed at compile time.
-pub const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
 
 /// A response the gateway writes itself.
 pub struct Generated {
@@ -126,7 +122,7 @@ pub async fn send(
 ) -> pingora::Result<()> {
     let mut resp = g.header()?;
     finish_headers(&mut resp, ctx)?;
-    crate::cache::EdgeCache::stamp(session, &mut resp, ctx)?;
+    crate::cache::stamp(session, &mut resp, ctx)?;
     ctx.answer.status = g.status;
     ctx.answer.reason = Some(g.reason);
     ctx.answer.bytes_sent = g.body.len();

@@ -15,9 +15,9 @@ use portcullis_suspicious::{BanList, Detector};
 
 use crate::auth::Auth;
 use crate::metrics::RouteSeries;
+use crate::pool::UpstreamPool;
 use crate::respond_ops::HeaderOp;
 use crate::tls::TlsMaterial;
-use crate::upstream::UpstreamPool;
 
 /// Problems found while building the runtime (a certificate that does not load, a policy
 /// this build cannot enforce), reported like configuration errors: all at once, in file order.
@@ -133,7 +133,9 @@ impl Snapshot {
                     .values()
                     .flat_map(|u| u.request_headers.iter().map(|(n, _)| n.as_str())),
             ),
-            crate::forward::GATEWAY_HEADERS.iter().copied(),
+            portcullis_routing::forwarding::GATEWAY_HEADERS
+                .iter()
+                .copied(),
             config.server.underscore_headers,
         );
         let mut routes = Vec::with_capacity(config.routes.len());

@@ -27,7 +27,7 @@ pub struct State {
     /// The status page's rolling windows and records (process-wide, so a reload keeps them).
     pub status: crate::status::Status,
     /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
-    pub cache: &'static crate::cache::EdgeCache,
+    pub cache: &'static portcullis_cache::EdgeCache,
     /// Connections, requests in flight and buffered bodies held now (process-wide: a reload
     /// changes the limits, not what is held).
     pub bounds: crate::bounds::Bounds,

@@ -1,5 +1,7 @@
-//! Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one connection, so a proxy
-//! must not forward them. The `Connection` header may name more.
+//! What a proxy does to the headers it passes on: hop-by-hop headers (RFC 9110 section
+//! 7.6.1) describe one connection, so a proxy must not forward them (the `Connection` header
+//! may name more); and the names of the headers the gateway itself sets on every upstream
+//! request.
 
 use http::header::{
     HeaderMap, HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
@@ -8,6 +10,23 @@ use http::header::{
 
 pub const KEEP_ALIVE: &str = "keep-alive";
 pub const PROXY_CONNECTION: &str = "proxy-connection";
+
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const X_REAL_IP: &str = "x-real-ip";
+/// The request's id: read from a trusted client, sent upstream and answered to the client.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// Every header the gateway sets on each upstream request; client copies in any spelling are
+/// removed (`ClientHeaders`).
+pub const GATEWAY_HEADERS: &[&str] = &[
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+    X_REQUEST_ID,
+];
 
 /// Every hop-by-hop header present in `headers`, including those the `Connection` header
 /// lists. `Transfer-Encoding` is left to the HTTP layer, which re-frames the body itself; for

@@ -67,7 +67,7 @@ impl Challenges {
 
     /// Whether one more store look-up fits in this second's budget.
     fn may_ask_store(&self) -> bool {
-        let second = crate::replication::unix_secs();
+        let second = crate::clock::unix_secs();
         let mut lookups = lock(&self.lookups);
         if lookups.0 != second {
             *lookups = (second, 0);

@@ -260,7 +260,7 @@ fn unix(t: &openssl::asn1::Asn1TimeRef) -> Result<i64, String> {
 }
 
 pub fn now() -> i64 {
-    i64::try_from(crate::replication::unix_secs()).unwrap_or(i64::MAX)
+    i64::try_from(crate::clock::unix_secs()).unwrap_or(i64::MAX)
 }
 
 /// RFC 3339 in UTC for unix seconds.
@@ -283,8 +283,8 @@ fn hostname() -> String {
 /// `/readyz`'s body: ready, and with `[acme]` whether a certificate is loaded (the answer stays
 /// 200 either way: the plain listeners serve, and a load balancer that took the replica out
 /// would keep the CA's HTTP-01 validation from reaching it).
-pub fn readiness(state: &crate::state::State) -> &'static str {
-    match &state.acme {
+pub fn readiness(acme: Option<&Acme>) -> &'static str {
+    match acme {
         None => "ready\n",
         Some(acme) if acme.served().is_some() => "ready\ncertificate: loaded\n",
         Some(_) => "ready\ncertificate: none yet (TLS listeners complete no handshake until the ACME order succeeds)\n",

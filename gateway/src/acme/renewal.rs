@@ -26,7 +26,7 @@ use portcullis_ratelimit::shared::SharedStore;
 use super::order::{self, OrderError, ORDER_DEADLINE};
 use super::state_dir::{ACCOUNT_FILE, CERTIFICATE_FILE};
 use super::{now, rfc3339, Acme, Served};
-use crate::state::State;
+use crate::metrics::Metrics;
 
 /// How often a replica with a shared store looks for a certificate another one ordered.
 pub const PICK_UP_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,11 +62,9 @@ struct Ari {
     renew_at: Option<(String, i64)>,
 }
 
-pub async fn run(state: Arc<State>) {
-    let Some(acme) = state.acme.clone() else {
-        return;
-    };
-    let metrics = &state.metrics;
+/// The renewal loop, for the life of the process on the admin runtime: `store` gives the
+/// shared store of the configuration in force (replicas order through it), if any.
+pub async fn run(acme: Arc<Acme>, metrics: &Metrics, store: impl Fn() -> Option<Arc<SharedStore>>) {
     for result in ["success", "error"] {
         metrics.acme_orders.with_label_values(&[result]);
     }
@@ -78,17 +76,17 @@ pub async fn run(state: Arc<State>) {
     }
     let mut task = Task::default();
     loop {
-        let store = state.current().shared_limits.clone();
+        let store = store();
         acme.set_store(store.clone());
         if let Some(store) = &store {
-            pick_up(&state, &acme, store, &mut task).await;
+            pick_up(metrics, &acme, store, &mut task).await;
         }
         refresh_ari(&acme, store.as_deref(), &mut task).await;
         let due = due(&acme, &mut task);
         acme.update(|p| p.next_renewal = Some(due.max(task.retry_at)));
         let now = now();
         if now >= due && now >= task.retry_at {
-            attempt(&state, &acme, store.as_deref(), &mut task).await;
+            attempt(metrics, &acme, store.as_deref(), &mut task).await;
             continue;
         }
         let wait = if store.is_some() {
@@ -128,7 +126,7 @@ fn due(acme: &Acme, task: &mut Task) -> i64 {
 }
 
 /// One ordering attempt (or, with a shared store, waiting for the replica that orders).
-async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: &mut Task) {
+async fn attempt(metrics: &Metrics, acme: &Acme, store: Option<&SharedStore>, task: &mut Task) {
     let mut leased = false;
     if let Some(store) = store {
         match store.acme_lease(&acme.id, &acme.holder, LEASE_TERM).await {
@@ -145,7 +143,7 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
             }
             Err(e) => {
                 failed(
-                    state,
+                    metrics,
                     acme,
                     task,
                     &format!("the shared store is unreachable: {e}"),
@@ -155,7 +153,7 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
             }
         }
         // The previous lease holder may have just finished.
-        if pick_up(state, acme, store, task).await && due(acme, task) > now() {
+        if pick_up(metrics, acme, store, task).await && due(acme, task) > now() {
             let _ = store.acme_release(&acme.id, &acme.holder).await;
             return;
         }
@@ -186,7 +184,7 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
             task.account = None;
             task.new_account = true;
             failed(
-                state,
+                metrics,
                 acme,
                 task,
                 &format!("the ACME account is unknown to the server: {e}"),
@@ -199,7 +197,7 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
                 OrderError::Refused(_) => REFUSED_BACKOFF,
                 _ => UNREACHABLE_BACKOFF,
             };
-            failed(state, acme, task, &e.to_string(), backoff);
+            failed(metrics, acme, task, &e.to_string(), backoff);
             return;
         }
     };
@@ -207,7 +205,7 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
         Ok(served) => served,
         Err(e) => {
             failed(
-                state,
+                metrics,
                 acme,
                 task,
                 &format!("the issued certificate is unusable: {e}"),
@@ -228,12 +226,8 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
             log::warn!("[acme] cannot share the certificate through the store: {e}");
         }
     }
-    state
-        .metrics
-        .acme_orders
-        .with_label_values(&["success"])
-        .inc();
-    acme.install(served, &state.metrics);
+    metrics.acme_orders.with_label_values(&["success"]).inc();
+    acme.install(served, metrics);
     task.retry_at = 0;
     task.delay = 0;
     task.ari.renew_at = None;
@@ -245,18 +239,20 @@ async fn attempt(state: &State, acme: &Acme, store: Option<&SharedStore>, task: 
     });
 }
 
-fn failed(state: &State, acme: &Acme, task: &mut Task, error: &str, (first, longest): (i64, i64)) {
+fn failed(
+    metrics: &Metrics,
+    acme: &Acme,
+    task: &mut Task,
+    error: &str,
+    (first, longest): (i64, i64),
+) {
     task.delay = if task.delay < first {
         first
     } else {
         (task.delay * 2).min(longest)
     };
     task.retry_at = now() + task.delay;
-    state
-        .metrics
-        .acme_orders
-        .with_label_values(&["error"])
-        .inc();
+    metrics.acme_orders.with_label_values(&["error"]).inc();
     log::error!(
         "[acme] ordering failed, retrying at {}: {error}",
         rfc3339(task.retry_at)
@@ -346,7 +342,7 @@ fn same_directory(credentials: &str, directory: &str) -> bool {
 
 /// Installs the store's certificate when it is newer than ours; shares ours when the store
 /// has none. Whether a certificate was installed.
-async fn pick_up(state: &State, acme: &Acme, store: &SharedStore, task: &mut Task) -> bool {
+async fn pick_up(metrics: &Metrics, acme: &Acme, store: &SharedStore, task: &mut Task) -> bool {
     let name = format!("certificate:{}", acme.id);
     let found = match store.acme_get(&name).await {
         Ok(found) => {
@@ -374,7 +370,7 @@ async fn pick_up(state: &State, acme: &Acme, store: &SharedStore, task: &mut Tas
                 if let Err(e) = acme.state_dir.write(CERTIFICATE_FILE, &bundle) {
                     log::error!("[acme] cannot store the certificate: {e}");
                 }
-                acme.install(new, &state.metrics);
+                acme.install(new, metrics);
                 true
             }
             Ok(_) => false,

@@ -32,7 +32,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::wire::{Answer, Request};
-use crate::replication::{unix_secs, MAX_HORIZON};
+use crate::clock::unix_secs;
+use crate::replication::MAX_HORIZON;
 use crate::state::State;
 
 /// How long a revocation is kept by default when `[jwt] max_token_lifetime` is not set.
@@ -80,7 +81,7 @@ fn purge_cache(request: &Request, state: &State) -> Answer {
     if request.body.len() > portcullis_cache::purge::MAX_BODY {
         return Answer::error(413, "bad_request", "the body is too large");
     }
-    let (status, body) = portcullis_cache::purge::run(state.cache.store(), &request.body);
+    let (status, body) = portcullis_cache::purge::run(&state.cache.store, &request.body);
     Answer::json(status, &body)
 }
 

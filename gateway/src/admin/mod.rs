@@ -46,8 +46,18 @@ pub fn start(listener: std::net::TcpListener, state: Arc<State>) -> std::io::Res
                     }
                 };
                 tokio::spawn(reload_on_sighup(state.clone()));
-                tokio::spawn(crate::replication::run(state.clone()));
-                tokio::spawn(crate::acme::renewal::run(state.clone()));
+                let replica = state.clone();
+                tokio::spawn(async move {
+                    let current = || replica.current();
+                    crate::replication::run(&replica.replicated, &replica.metrics, current).await;
+                });
+                if let Some(acme) = state.acme.clone() {
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let store = || state.current().shared_limits.clone();
+                        crate::acme::renewal::run(acme, &state.metrics, store).await;
+                    });
+                }
                 tokio::spawn(crate::status::sample_every_second(state.clone()));
                 loop {
                     match listener.accept().await {
@@ -120,7 +130,7 @@ async fn route(request: &wire::Request, state: &State) -> Answer {
         "/readyz" if read && state.draining.load(Ordering::Acquire) => {
             Answer::text(503, "draining\n")
         }
-        "/readyz" if read => Answer::text(200, crate::acme::readiness(state)),
+        "/readyz" if read => Answer::text(200, crate::acme::readiness(state.acme.as_deref())),
         "/metrics" if read => Answer {
             content_type: PROMETHEUS_TEXT,
             ..Answer::text(200, "")

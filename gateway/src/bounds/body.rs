@@ -22,12 +22,12 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
-use portcullis_config::{RequestBounds, RouteBounds};
+use portcullis_config::{RequestBounds, Route, RouteBounds};
+use prometheus::IntGauge;
 
-use super::buffer::Reservation;
+use super::buffer::{BufferBudget, Reservation};
 use super::Limit;
 use crate::error::Rejection;
-use crate::state::State;
 
 /// pingora's retry buffer (`BODY_BUF_LIMIT`, fixed in pingora 0.9).
 const RETRY_BUFFER: usize = 64 * 1024;
@@ -124,18 +124,44 @@ pub struct Bounded {
     pub tunnel: Option<std::sync::Arc<super::tunnel::TunnelWatch>>,
 }
 
+impl Bounded {
+    /// `response_filter`: a 101 opens the tunnel the connection's watch guards, under the
+    /// route's WebSocket bounds.
+    pub fn tunnel_opened(&self, status: http::StatusCode, route: &Route, request_id: &str) {
+        if status != http::StatusCode::SWITCHING_PROTOCOLS {
+            return;
+        }
+        if let Some(watch) = &self.tunnel {
+            watch.arm(
+                route.bounds.websocket_idle_timeout,
+                route.bounds.websocket_max_duration,
+                &route.name,
+                request_id,
+            );
+        }
+    }
+
+    /// A tunnel chunk went either way.
+    pub fn tunnel_alive(&self) {
+        if let Some(watch) = &self.tunnel {
+            watch.touch();
+        }
+    }
+}
+
 /// The request phase's body step: the declared length against the limit (before any
 /// `100 Continue`), the read timeout for a streamed HTTP/1 body, and on buffered routes the
 /// whole body.
 pub async fn admit(
-    state: &State,
+    buffers: &BufferBudget,
+    buffered_bytes: &IntGauge,
     session: &mut Session,
-    limit: usize,
     route: &RouteBounds,
     began: Instant,
     server: &RequestBounds,
     bounds: &mut Bounded,
 ) -> Result<(), Rejection> {
+    let limit = route.body_limit(server);
     if session.is_upgrade_req() {
         // What follows the head of an upgrade is the tunnel, bounded by the tunnel's timeouts.
         session.set_read_timeout(None);
@@ -154,10 +180,7 @@ pub async fn admit(
         bounds.meter = Some(meter);
         return Ok(());
     }
-    let mut reservation = state
-        .bounds
-        .buffers
-        .reserve(&state.metrics.buffered_body_bytes);
+    let mut reservation = buffers.reserve(buffered_bytes);
     if let Some(n) = declared {
         // Reserved whole before a byte is read: a body that cannot fit is refused before
         // the client sends it.

@@ -6,7 +6,7 @@
 //! | [`Tracer`] | per snapshot (`[tracing]`): whose context to continue, the sampler, where spans go |
 //! | [`SpanLog`] | a sampled request's own INTERNAL spans (JWT verification, JWKS fetch, Redis) |
 //! | `upstream::Attempt` | each try's CLIENT span (it already times and ends every try) |
-//! | [`finish`] | at the end of a sampled request: its spans, handed to the exporter |
+//! | `outcome::spans` | at the end of a sampled request: its spans, handed to the exporter |
 //! | [`Exporter`] | process-wide: a bounded queue, batches, gzip, POST with retries, on its own thread |
 //!
 //! The request path never waits for the collector: it hands a finished request's spans to the
@@ -26,7 +26,7 @@ use portcullis_config::{TraceTrust, Tracing};
 use portcullis_trace_context::{RequestTrace, Sampler, TrustIncoming};
 
 pub use export::Exporter;
-pub use record::{finish, SpanLog};
+pub use record::SpanLog;
 
 /// The incoming trace-context headers (W3C Trace Context, level 1).
 pub const TRACEPARENT: &str = "traceparent";

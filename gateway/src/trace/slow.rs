@@ -7,9 +7,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_trace_context::TraceId;
+
+use crate::clock::unix_ms;
 
 /// Requests kept per minute.
 pub const KEEP: usize = 10;
@@ -105,12 +106,6 @@ impl Minutes {
         self.current.clear();
         self.minute = minute;
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

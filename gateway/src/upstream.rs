@@ -33,8 +33,8 @@ use portcullis_resilience::{
     parse_retry_after, CallOutcome, Failure, GiveUpReason, Permit, RetryDecision, Transition,
 };
 
-use super::UpstreamPool;
 use crate::error::Rejection;
+use crate::pool::UpstreamPool;
 use crate::state::{json_fields, State};
 use crate::trace::record::{ip_text, semconv_method, Kind, SpanData, Value};
 use crate::trace::Clock;

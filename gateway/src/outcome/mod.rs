@@ -1,5 +1,8 @@
 //! The end of a request: upstream failures mapped to the contract's answers (never a 500),
-//! and the metrics and access-log line every request gets.
+//! and the metrics and access-log line every request gets; a sampled request's spans
+//! ([`spans`]).
+
+mod spans;
 
 use std::sync::Arc;
 
@@ -46,7 +49,8 @@ fn classify(e: &Error) -> Option<Rejection> {
 }
 
 pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-    let decided = crate::bounds::refusal(e, ctx).or_else(|| ctx.upstream.take_refusal());
+    let decided =
+        crate::bounds::refusal(e, &mut ctx.bounds).or_else(|| ctx.upstream.take_refusal());
     let rejection = match decided.or_else(|| classify(e)) {
         Some(rejection) => rejection,
         // The client's side broke (closed, sent garbage): answer 400 if it can still hear us.
@@ -120,11 +124,11 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     } else {
         ctx.target.path.as_str()
     };
-    let cache = crate::cache::EdgeCache::record(state, session, ctx);
+    let cache = crate::cache::record(state, session, ctx);
     if let Some(limit) = ctx.bounds.limit_hit {
-        crate::bounds::count(state, route, limit);
+        crate::bounds::count(&state.metrics, route, limit);
     }
-    crate::trace::finish(state, session, ctx, status, cache, internal_spans);
+    spans::finish(state, session, ctx, status, cache, internal_spans);
     let mut trace_hex = [0u8; 32];
     let trace_id = ctx
         .trace
