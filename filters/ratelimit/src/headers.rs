@@ -10,6 +10,13 @@ use portcullis_config::Rate;
 
 use crate::gcra::Check;
 
+// Parsed at compile time: `from_static` called at run time checks every byte again.
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 /// The limit to show when several apply: the one with the smallest share left.
 pub fn tightest<'a>(rates: &[&'a Rate], checks: &'a [Check]) -> Option<(&'a Rate, &'a Check)> {
     rates
@@ -96,27 +103,18 @@ pub fn fields(
     // Sized once for every field below, `Retry-After` included.
     let mut out = Vec::with_capacity(6);
     out.extend([
-        (
-            HeaderName::from_static("x-ratelimit-limit"),
-            HeaderValue::from(rate.count),
-        ),
-        (
-            HeaderName::from_static("x-ratelimit-remaining"),
-            HeaderValue::from(check.remaining),
-        ),
-        (
-            HeaderName::from_static("x-ratelimit-reset"),
-            HeaderValue::from(reset),
-        ),
+        (X_RATELIMIT_LIMIT, HeaderValue::from(rate.count)),
+        (X_RATELIMIT_REMAINING, HeaderValue::from(check.remaining)),
+        (X_RATELIMIT_RESET, HeaderValue::from(reset)),
     ]);
     // Policy names are validated identifiers, so they are safe inside a quoted string.
     let count = u64::from(rate.count);
     if let Some(v) = Field::value_of(policy, ("q", count), ("w", rate.window_secs())) {
-        out.push((HeaderName::from_static("ratelimit-policy"), v));
+        out.push((RATELIMIT_POLICY, v));
     }
     let remaining = u64::from(check.remaining);
     if let Some(v) = Field::value_of(policy, ("r", remaining), ("t", reset)) {
-        out.push((HeaderName::from_static("ratelimit"), v));
+        out.push((RATELIMIT, v));
     }
     if refused {
         out.push((

@@ -89,15 +89,23 @@ impl RateLimiter {
                     .digest((&policy.name, rate.count, rate.period, "user", user)),
             ));
         }
-        // First look without consuming; only when every scope admits is anything consumed.
-        let checks: Vec<gcra::Check> = scopes
-            .iter()
-            .map(|(_, rate, key)| {
-                self.store
-                    .update(*key, now, |tat| (None, gcra::check(rate, tat, now)))
-            })
-            .collect();
-        if checks.iter().all(|c| c.allowed) {
+        let checks: Vec<gcra::Check> = if let [(_, rate, key)] = scopes[..] {
+            // One bucket: looked at and consumed under one lock.
+            vec![self.store.update(key, now, |tat| {
+                let c = gcra::check(rate, tat, now);
+                (c.allowed.then_some(c.next_tat), c)
+            })]
+        } else {
+            // First look without consuming; only when every scope admits is anything consumed.
+            scopes
+                .iter()
+                .map(|(_, rate, key)| {
+                    self.store
+                        .update(*key, now, |tat| (None, gcra::check(rate, tat, now)))
+                })
+                .collect()
+        };
+        if scopes.len() > 1 && checks.iter().all(|c| c.allowed) {
             for (_, rate, key) in &scopes {
                 self.store.update(*key, now, |tat| {
                     let c = gcra::check(rate, tat, now);

@@ -4,13 +4,38 @@
 //! So a flood of unique keys (2,000,000 spoofed addresses) costs at most `max_keys` cells.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 
 const SHARDS: usize = 64;
 
+/// The shards' maps are keyed by [`KeyedStore::digest`], already a randomly seeded SipHash of
+/// the key: hashing it again would only spend instructions (three times per update). The
+/// digest is used as it is, so an attacker still cannot choose keys that collide.
+#[derive(Default)]
+struct Digest(u64);
+
+impl Hasher for Digest {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are stored; fold anything else in, should it ever be hashed.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Shard = HashMap<u64, u64, BuildHasherDefault<Digest>>;
+
 pub struct KeyedStore {
-    shards: Vec<Mutex<HashMap<u64, u64>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -19,7 +44,7 @@ impl KeyedStore {
     pub fn new(max_keys: usize) -> Self {
         let per_shard = (max_keys / SHARDS).max(16);
         KeyedStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard,
             hasher: Default::default(),
         }
@@ -27,14 +52,14 @@ impl KeyedStore {
 
     /// A 64-bit key digest (randomly seeded, so keys cannot be chosen to collide).
     pub fn digest(&self, key: impl Hash) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(key)
     }
 
     /// Runs `f` with the stored TAT for `key` (0 when absent) and stores what it returns.
     pub fn update<T>(&self, key: u64, now: u64, f: impl FnOnce(u64) -> (Option<u64>, T)) -> T {
-        let shard = &self.shards[(key as usize) % SHARDS];
+        // The shard from the digest's middle bits: the map's bucket takes the low bits and its
+        // tag the top seven, which must vary within a shard.
+        let shard = &self.shards[((key >> 32) as usize) % SHARDS];
         let mut map = match shard.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
@@ -66,7 +91,7 @@ impl KeyedStore {
 /// frees less than an eighth, arbitrary keys go until an eighth is free. One O(n) pass per
 /// n/8 inserts keeps eviction amortised O(1), so a flood cannot make each insert expensive.
 /// Evicting a live key forgets its debt (it gets a fresh bucket): the price of a bound.
-fn evict(map: &mut HashMap<u64, u64>, now: u64) {
+fn evict(map: &mut Shard, now: u64) {
     let before = map.len();
     map.retain(|_, tat| *tat > now);
     let target = before - before / 8;
