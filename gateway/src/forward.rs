@@ -8,6 +8,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use portcullis_routing::forwarding::hop_by_hop;
 
+use portcullis_routing::client_ip;
 use portcullis_routing::forwarding::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
 };
@@ -67,7 +68,7 @@ fn upstream_headers(headers: &mut HeaderMap, upgrade: bool, ctx: &RequestCtx) ->
     let real_ip = if !ctx.client.peer_trusted && ctx.client.ip == ctx.client.peer {
         forwarded_for.clone()
     } else {
-        value(ctx.client.ip.to_string())?
+        value(client_ip::text(ctx.client.ip))?
     };
     headers.reserve(5 + ctx.identity.forward_headers.len());
     headers.insert(X_FORWARDED_FOR_NAME, forwarded_for);
@@ -129,7 +130,7 @@ pub fn forwarded_value(req: &RequestHeader, ctx: &RequestCtx, name: &HeaderName)
                 .unwrap_or_default()
                 .into_bytes()
         }
-        X_REAL_IP => return ctx.client.ip.to_string().into_bytes(),
+        X_REAL_IP => return client_ip::text(ctx.client.ip).into_bytes(),
         X_REQUEST_ID => return ctx.client.request_id.clone().into_bytes(),
         // With `[tracing]` the gateway writes both; a traceparent names this request's own
         // span, so no two requests share one.
@@ -188,7 +189,7 @@ fn upstream_host(ctx: &RequestCtx) -> Option<&str> {
 /// A trusted proxy's chain is extended; anyone else's is replaced, so a client cannot plant
 /// addresses for the backend to believe.
 fn forwarded_for(headers: &HeaderMap, ctx: &RequestCtx) -> String {
-    let peer = ctx.client.peer.to_string();
+    let peer = client_ip::text(ctx.client.peer);
     match (ctx.client.peer_trusted, joined(headers, X_FORWARDED_FOR)) {
         (true, Some(chain)) => format!("{chain}, {peer}"),
         _ => peer,

@@ -80,9 +80,11 @@ pub fn normalize_authority(raw: &str, https: bool) -> String {
     match port.map(|p| (p, p.parse::<u16>())) {
         None | Some(("", _)) => {}
         Some((_, Ok(n))) if n == default => {}
-        Some((_, Ok(n))) => {
+        Some((text, Ok(_))) => {
+            // The number without its leading zeros, as `u16`'s `Display` writes it.
+            let digits = text.trim_start_matches('0');
             out.push(':');
-            out.push_str(&n.to_string());
+            out.push_str(if digits.is_empty() { "0" } else { digits });
         }
         Some((text, Err(_))) => {
             out.push(':');

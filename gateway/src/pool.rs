@@ -35,6 +35,8 @@ pub struct UpstreamPool {
 
 pub struct PeerSlot {
     pub peer: Peer,
+    /// `host:port` as the log and the status page write it, formatted once.
+    pub label: String,
     /// `None` when the name did not resolve; such a peer is never chosen.
     pub addr: Option<SocketAddr>,
     pub healthy: AtomicBool,
@@ -67,7 +69,7 @@ impl UpstreamPool {
                 if addr.is_none() {
                     log::warn!("upstream {}: peer {} does not resolve; it is skipped until the next reload", config.name, peer);
                 }
-                PeerSlot { peer: peer.clone(), addr, healthy: AtomicBool::new(true), streak: AtomicU32::new(0) }
+                PeerSlot { peer: peer.clone(), label: peer.to_string(), addr, healthy: AtomicBool::new(true), streak: AtomicU32::new(0) }
             })
             .collect();
         UpstreamPool {

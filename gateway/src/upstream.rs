@@ -36,8 +36,9 @@ use portcullis_resilience::{
 use crate::error::Rejection;
 use crate::pool::UpstreamPool;
 use crate::state::{json_fields, State};
-use crate::trace::record::{ip_text, semconv_method, Kind, SpanData, Value};
+use crate::trace::record::{semconv_method, Kind, SpanData, Value};
 use crate::trace::Clock;
+use portcullis_routing::client_ip;
 use portcullis_trace_context::SpanId;
 use std::borrow::Cow;
 
@@ -106,7 +107,7 @@ impl Attempt {
     pub fn peer(&self) -> Option<String> {
         let pool = self.pool.as_ref()?;
         let slot = pool.peers.get(*self.tried.last()?)?;
-        Some(slot.peer.to_string())
+        Some(slot.label.clone())
     }
 
     pub fn tries(&self) -> usize {
@@ -146,7 +147,8 @@ impl Attempt {
                     attributes.push(("server.address", slot.peer.host.clone().into()));
                     attributes.push(("server.port", i64::from(slot.peer.port).into()));
                     if let Some(addr) = slot.addr {
-                        attributes.push(("network.peer.address", ip_text(addr.ip()).into()));
+                        attributes
+                            .push(("network.peer.address", client_ip::text(addr.ip()).into()));
                     }
                 }
                 attributes.push(("portcullis.upstream", pool.name().to_string().into()));

@@ -22,12 +22,12 @@ pub mod clients;
 pub mod connections;
 pub mod tunnel;
 
+/// Which bound stopped a request: with the rejections it names (`error.rs`).
+pub use crate::error::Limit;
 pub use body::Bounded;
 pub use buffer::BufferBudget;
 pub use clients::{ClientCounts, ClientPermit};
 pub use connections::{ConnectionGate, ConnectionPermit};
-/// Which bound stopped a request: with the rejections it names (`error.rs`).
-pub use crate::error::Limit;
 
 use std::sync::Arc;
 

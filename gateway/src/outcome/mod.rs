@@ -138,7 +138,7 @@ pub fn log(state: &Arc<State>, session: &mut Session, e: Option<&Error>, ctx: &m
     let entry = Entry {
         ts: timestamp(std::time::SystemTime::now()),
         request_id: &ctx.client.request_id,
-        client_ip: ctx.client.ip.to_string(),
+        client_ip: portcullis_routing::client_ip::text(ctx.client.ip),
         method: req.method.as_str(),
         path,
         route: ctx.target.route.as_ref().map(|r| r.name.as_str()),

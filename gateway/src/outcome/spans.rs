@@ -10,9 +10,7 @@ use portcullis_trace_context::RequestTrace;
 
 use crate::ctx::RequestCtx;
 use crate::state::State;
-use crate::trace::record::{
-    ip_text, semconv_method, FinishedTrace, Kind, SpanData, SpanLog, Value,
-};
+use crate::trace::record::{semconv_method, FinishedTrace, Kind, SpanData, SpanLog, Value};
 use crate::trace::slow::SlowTrace;
 use crate::trace::Clock;
 
@@ -98,7 +96,10 @@ fn server_span(
         if ctx.client.https { "https" } else { "http" }.into(),
     ));
     attributes.push(("http.response.status_code", i64::from(status).into()));
-    attributes.push(("client.address", ip_text(ctx.client.ip).into()));
+    attributes.push((
+        "client.address",
+        portcullis_routing::client_ip::text(ctx.client.ip).into(),
+    ));
     attributes.push(("network.protocol.version", protocol(req.version).into()));
     if let Some(route) = route {
         attributes.push(("http.route", route.path_prefix.clone().into()));
