@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_config::{StoreKind, SuspiciousMode};
+use portcullis_status::json::*;
+use portcullis_status::windows::{quantile_ms, Totals as Window, MINUTES, SECONDS};
 use portcullis_suspicious::Rule;
 
-use super::json::*;
 use super::sampler::{self, value, Totals};
-use super::windows::{quantile_ms, Totals as Window, MINUTES, SECONDS};
 use super::{lock, Slot, Status};
 use crate::access_log::timestamp;
 use crate::snapshot::Snapshot;
@@ -136,7 +136,10 @@ fn certificate(state: &State) -> Option<CertificateReport> {
         not_after: at(info.map(|i| i.not_after)),
         next_renewal: at(progress.next_renewal),
         last_issued_at: at(progress.last_issued_at),
-        last_error: progress.last_error.as_deref().map(super::redact),
+        last_error: progress
+            .last_error
+            .as_deref()
+            .map(portcullis_status::redact),
         last_error_at: at(progress.last_error_at),
     })
 }

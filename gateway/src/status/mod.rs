@@ -6,24 +6,20 @@
 //!
 //! | figure | kept by | cost on the request path |
 //! |---|---|---|
-//! | per route: rate, p50/p99, 4xx/5xx, the 15-minute chart | [`windows`], written by `outcome::record` | a clock read and relaxed atomic adds |
-//! | per route: rate-limited; the top limited clients | [`windows`] and [`sketch`], from the rate-limit refusal | a mutex, on refusals only |
+//! | per route: rate, p50/p99, 4xx/5xx, the 15-minute chart | `portcullis_status::windows`, written by `outcome::record` | a clock read and relaxed atomic adds |
+//! | per route: rate-limited; the top limited clients | `portcullis_status::windows` and `::sketch`, from the rate-limit refusal | a mutex, on refusals only |
 //! | JWT results and cache hits, retries, suspicious requests per minute | [`sampler`]: the `/metrics` counters, sampled once a second | none |
 //! | breakers, peers, retry budgets, JWT keys, bans, the store | read when the page is made | none |
 //! | the last reload, breaker transitions, JWKS fetches | recorded when they happen | none (rare paths) |
 //!
 //! Everything is bounded: windows for at most [`slots::MAX_ROUTES`] routes, fixed rings, a
-//! sketch of [`sketch::CAPACITY`] counters, a 61-sample ring, and lists cut to a fixed length
+//! sketch of `portcullis_status::sketch::CAPACITY` counters, a 61-sample ring, and lists cut to a fixed length
 //! when the page is made. The process-wide windows live here, in `State`; a snapshot only
 //! holds each route's [`Slot`].
 
 mod collect;
-pub mod json;
-mod page;
 pub mod sampler;
-pub mod sketch;
 pub mod slots;
-pub mod windows;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -31,21 +27,20 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_ratelimit::Scope;
+use portcullis_status::json::{LastReload, Report};
+use portcullis_status::redact;
+use portcullis_status::sketch::{BucketKey, LimitedClients};
+use portcullis_status::windows::{Answer, RouteWindows};
+use portcullis_status::Page;
 
 pub use slots::Slot;
 
 use crate::snapshot::Snapshot;
 use crate::state::State;
-use json::LastReload;
-use sketch::{BucketKey, LimitedClients};
 use slots::MAX_ROUTES;
-use windows::{Answer, RouteWindows};
 
 /// Upstreams whose last breaker transition is remembered.
 const MAX_UPSTREAMS: usize = 256;
-
-/// The longest reload error kept, in bytes.
-const MAX_ERROR_BYTES: usize = 2048;
 
 pub struct Status {
     epoch: Instant,
@@ -204,103 +199,23 @@ pub async fn sample_every_second(state: Arc<State>) {
     }
 }
 
-/// An admin-listener answer of the status page.
-pub struct Page {
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-/// The paths the status page answers on the admin listener.
-pub fn serves(path: &[u8]) -> bool {
-    matches!(
-        path,
-        b"/status" | b"/status.json" | b"/status.js" | b"/status.css" | b"/favicon.ico"
-    )
-}
-
-/// The answer for `path` (one of [`serves`]).
+/// The answer for `path` (one of [`portcullis_status::serves`]).
 pub fn answer(path: &[u8], state: &State) -> Page {
-    match path {
-        b"/status.json" => Page {
-            content_type: "application/json",
-            body: collect::report(state).to_json(),
-        },
-        b"/status.js" => Page {
-            content_type: "text/javascript; charset=utf-8",
-            body: page::SCRIPT.as_bytes().to_vec(),
-        },
-        b"/status.css" => Page {
-            content_type: "text/css; charset=utf-8",
-            body: page::STYLE.as_bytes().to_vec(),
-        },
-        b"/favicon.ico" => Page {
-            content_type: "image/svg+xml",
-            body: page::ICON.as_bytes().to_vec(),
-        },
-        _ => Page {
-            content_type: "text/html; charset=utf-8",
-            body: page::render(&collect::report(state)).into_bytes(),
-        },
-    }
+    portcullis_status::answer(path, || collect::report(state), to_json)
 }
 
-/// The admin listener's Content-Security-Policy: only its own scripts, styles and fetches;
-/// no inline script or style, no frames, no forms, no plugins.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// A reload error as the page shows it: every `` `quoted` `` or `"quoted"` value replaced by
-/// `…` (a value can come from the file or from `${ENV}` and be a secret), cut to 2 KiB. The
-/// locations and keys stay, enough to find the line; the log has the whole text.
-pub fn redact(errors: &str) -> String {
-    let mut out = String::with_capacity(errors.len().min(MAX_ERROR_BYTES));
-    let mut open: Option<char> = None;
-    for c in errors.chars() {
-        match open {
-            Some(quote) if c == quote => {
-                out.push('…');
-                out.push(c);
-                open = None;
-            }
-            Some(_) if c == '\n' => {
-                out.push('…');
-                out.push(c);
-                open = None;
-            }
-            Some(_) => {}
-            None if c == '`' || c == '"' => {
-                out.push(c);
-                open = Some(c);
-            }
-            None => out.push(c),
-        }
-        if out.len() >= MAX_ERROR_BYTES {
-            out.push_str(" …");
-            break;
-        }
-    }
-    if open.is_some() {
-        out.push('…');
-    }
+/// `/status.json`'s bytes: through the gateway's one JSON writer (`json_line`, which escapes
+/// U+2028 and U+2029), newline-terminated.
+fn to_json(report: &Report) -> Vec<u8> {
+    let mut out = crate::json_line::to_vec(report).unwrap_or_else(|e| {
+        log::error!("encoding the status failed: {e}");
+        b"{}".to_vec()
+    });
+    out.push(b'\n');
     out
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every value behind these locks is replaced whole: a poisoned one is still consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reload_errors_lose_their_quoted_values() {
-        let e = "/etc/p.toml:3:10: jwt.secret: `hunter2-secret` is too short\n/etc/p.toml:9:1: routes[0].upstream: unknown upstream \"app\"";
-        assert_eq!(
-            redact(e),
-            "/etc/p.toml:3:10: jwt.secret: `…` is too short\n/etc/p.toml:9:1: routes[0].upstream: unknown upstream \"…\""
-        );
-        assert_eq!(redact("a `never closed"), "a `…");
-        assert!(redact(&"x".repeat(10_000)).len() < MAX_ERROR_BYTES + 8);
-    }
 }
