@@ -349,7 +349,7 @@ async fn refuse(
         state,
         "none",
         None,
-        crate::status::Slot::UNROUTED,
+        portcullis_status::Slot::UNROUTED,
         method,
         &entry,
     );

@@ -244,7 +244,7 @@ fn start(cli: Cli, snapshot: Snapshot, acme: Option<Arc<acme::Acme>>) -> Result<
         log,
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
-        status: status::Status::new(),
+        status: portcullis_status::Status::new(),
         bounds: bounds::Bounds::new(bounds::connections::descriptor_budget().0),
         acme,
     });

@@ -54,7 +54,7 @@ pub struct RouteHandles {
     /// The route's metric children, found once instead of by label per request.
     pub series: RouteSeries,
     /// The route's window slot on the status page (kept across reloads by name).
-    pub status_slot: crate::status::Slot,
+    pub status_slot: portcullis_status::Slot,
 }
 
 pub struct Snapshot {
@@ -139,7 +139,7 @@ impl Snapshot {
             config.server.underscore_headers,
         );
         let mut routes = Vec::with_capacity(config.routes.len());
-        let slots = crate::status::slots::assign(
+        let slots = portcullis_status::slots::assign(
             config.routes.iter().map(|r| r.name.as_str()),
             &previous.map_or_else(Vec::new, Snapshot::status_slots),
         );
@@ -223,7 +223,7 @@ impl Snapshot {
     }
 
     /// Each route's name and status-page slot.
-    fn status_slots(&self) -> Vec<(&str, crate::status::Slot)> {
+    pub fn status_slots(&self) -> Vec<(&str, portcullis_status::Slot)> {
         let names = self.config.routes.iter().map(|r| r.name.as_str());
         names
             .zip(self.routes.iter().map(|h| h.status_slot))

@@ -25,7 +25,7 @@ pub struct State {
     /// store when there is one.
     pub replicated: crate::replication::Replicated,
     /// The status page's rolling windows and records (process-wide, so a reload keeps them).
-    pub status: crate::status::Status,
+    pub status: portcullis_status::Status,
     /// The edge cache. Process-wide and sized once: a reload keeps what is stored.
     pub cache: &'static portcullis_cache::EdgeCache,
     /// Connections, requests in flight and buffered bodies held now (process-wide: a reload
@@ -47,7 +47,7 @@ impl State {
     /// kept from the previous snapshot are already running.
     pub fn start_background(&self) {
         let snapshot = self.current();
-        self.status.adopt(&snapshot);
+        self.status.adopt(snapshot.status_slots());
         if let Some(tracer) = &snapshot.tracer {
             self.tracing.configure(tracer.config.queue_size);
         }

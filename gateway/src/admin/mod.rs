@@ -136,7 +136,7 @@ async fn route(request: &wire::Request, state: &State) -> Answer {
             ..Answer::text(200, "")
         }
         .with_body(state.metrics.render()),
-        _ if read && crate::status::serves(path.as_bytes()) => {
+        _ if read && portcullis_status::serves(path.as_bytes()) => {
             let page = crate::status::answer(path.as_bytes(), state);
             Answer {
                 content_type: page.content_type,

@@ -204,7 +204,7 @@ pub async fn write(stream: &mut TcpStream, answer: &Answer, head_only: bool) {
     let head = format!(
         "HTTP/1.1 {} {reason}\r\n{content}{challenge}Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: {}\r\nReferrer-Policy: no-referrer\r\nx-request-id: {}\r\nConnection: close\r\n\r\n",
         answer.status,
-        crate::status::CONTENT_SECURITY_POLICY,
+        portcullis_status::CONTENT_SECURITY_POLICY,
         portcullis_routing::request_id::generate(),
     );
     let _ = stream.write_all(head.as_bytes()).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, Session};
+use portcullis_status::Slot;
 
 use crate::access_log::{timestamp, Entry};
 use crate::ctx::RequestCtx;
@@ -15,7 +16,6 @@ use crate::error::Rejection;
 use crate::metrics::{method_label, RouteSeries};
 use crate::respond;
 use crate::state::State;
-use crate::status::Slot;
 
 /// Upstream-side failures by kind (the upstream leg counted them as they happened).
 fn classify(e: &Error) -> Option<Rejection> {

@@ -5,12 +5,13 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_config::{StoreKind, SuspiciousMode};
+use portcullis_status::json::*;
+use portcullis_status::sampler::{self, value, Totals};
+use portcullis_status::windows::{quantile_ms, Totals as Window, MINUTES, SECONDS};
+use portcullis_status::{Slot, Status};
 use portcullis_suspicious::Rule;
 
-use super::json::*;
-use super::sampler::{self, value, Totals};
-use super::windows::{quantile_ms, Totals as Window, MINUTES, SECONDS};
-use super::{lock, Slot, Status};
+use super::counters;
 use crate::access_log::timestamp;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -24,21 +25,23 @@ pub fn report(state: &State) -> Report {
     let status = &state.status;
     let snapshot = state.current();
     let sec = status.now_sec();
-    let (totals, minute) = status.sampler.last_minute(&state.metrics, sec);
+    let (totals, minute) = status
+        .sampler()
+        .last_minute(counters::totals(&state.metrics), sec);
     let now = SystemTime::now();
-    let uptime = status.epoch.elapsed();
+    let uptime = status.uptime();
     let (bans, bans_total) = bans(state, &snapshot, now);
     Report {
         version: env!("CARGO_PKG_VERSION"),
         generated_at: timestamp(now),
-        started_at: timestamp(status.started_at),
+        started_at: timestamp(status.started_at()),
         uptime_seconds: uptime.as_secs(),
         config: ConfigReport {
             path: std::path::absolute(&state.config_path)
                 .unwrap_or_else(|_| state.config_path.clone())
                 .display()
                 .to_string(),
-            last_reload: lock(&status.last_reload).clone(),
+            last_reload: last_reload(status),
         },
         routes: routes(status, &snapshot, sec),
         unrouted: traffic(status, Slot::UNROUTED, sec),
@@ -46,7 +49,7 @@ pub fn report(state: &State) -> Report {
         jwt: jwt(&snapshot, &minute),
         rate_limit_store: store(&snapshot, &minute),
         rate_limited_clients: status
-            .limited
+            .limited()
             .top(TOP_LIMITED, sec)
             .into_iter()
             .map(|l| LimitedClient {
@@ -64,10 +67,19 @@ pub fn report(state: &State) -> Report {
     }
 }
 
+fn last_reload(status: &Status) -> LastReload {
+    let reload = status.last_reload();
+    LastReload {
+        at: reload.at.map(timestamp),
+        result: reload.result,
+        error: reload.error,
+    }
+}
+
 fn bounds(state: &State, snapshot: &Snapshot, totals: &Totals, minute: &Totals) -> BoundsReport {
     let server = &snapshot.config.server.bounds;
     let count = |t: &Totals, limit: crate::bounds::Limit| {
-        value(t, sampler::REQUEST_LIMITS, &[("limit", limit.label())])
+        value(t, counters::REQUEST_LIMITS, &[("limit", limit.label())])
     };
     BoundsReport {
         connections: state.bounds.connections.open(),
@@ -136,7 +148,10 @@ fn certificate(state: &State) -> Option<CertificateReport> {
         not_after: at(info.map(|i| i.not_after)),
         next_renewal: at(progress.next_renewal),
         last_issued_at: at(progress.last_issued_at),
-        last_error: progress.last_error.as_deref().map(super::redact),
+        last_error: progress
+            .last_error
+            .as_deref()
+            .map(portcullis_status::redact),
         last_error_at: at(progress.last_error_at),
     })
 }
@@ -152,7 +167,7 @@ fn routes(status: &Status, snapshot: &Snapshot, sec: u64) -> Vec<RouteReport> {
             upstream: route.upstream.clone(),
             auth: route.auth.as_str(),
             rate_limit: route.rate_limit.clone(),
-            tracked: handles.status_slot.index().is_some(),
+            tracked: handles.status_slot.tracked(),
             traffic: traffic(status, handles.status_slot, sec),
         })
         .collect()
@@ -164,7 +179,7 @@ fn traffic(status: &Status, slot: Slot, sec: u64) -> Traffic {
         None => (Window::default(), vec![Window::default(); MINUTES]),
     };
     // Rates over the last 60 s, or over the seconds since start when the process is younger.
-    let span = (status.epoch.elapsed().as_secs() + 1).min(SECONDS as u64) as f64;
+    let span = (status.uptime().as_secs() + 1).min(SECONDS as u64) as f64;
     let per_second = |n: u64| round3(n as f64 / span);
     let minute_start = |i: usize| {
         let minute = (sec / 60) as i64 - (MINUTES - 1 - i) as i64;
@@ -192,7 +207,7 @@ fn traffic(status: &Status, slot: Slot, sec: u64) -> Traffic {
 fn upstreams(status: &Status, snapshot: &Snapshot, minute: &Totals) -> Vec<UpstreamReport> {
     let mut pools: Vec<_> = snapshot.upstreams.values().collect();
     pools.sort_by(|a, b| a.name().cmp(b.name()));
-    let changes = lock(&status.breaker_changes).clone();
+    let changes = status.breaker_changes();
     let now = Instant::now();
     pools
         .into_iter()
@@ -204,7 +219,7 @@ fn upstreams(status: &Status, snapshot: &Snapshot, minute: &Totals) -> Vec<Upstr
                 .map_or("closed", |b| b.state(now).as_str()),
             breaker_enabled: pool.breaker.is_some(),
             breaker_changed_at: changes.get(pool.name()).map(|t| timestamp(*t)),
-            retries_last_minute: value(minute, sampler::RETRIES, &[("upstream", pool.name())]),
+            retries_last_minute: value(minute, counters::RETRIES, &[("upstream", pool.name())]),
             retry_budget_left: pool.retry.as_ref().map(|r| r.budget().available(now)),
             peers: pool
                 .peers
@@ -221,10 +236,10 @@ fn upstreams(status: &Status, snapshot: &Snapshot, minute: &Totals) -> Vec<Upstr
 
 fn jwt(snapshot: &Snapshot, minute: &Totals) -> Option<JwtReport> {
     let auth = snapshot.auth.as_ref()?;
-    let hits = value(minute, sampler::JWT_CACHE_HITS, &[]);
-    let misses = value(minute, sampler::JWT_CACHE_MISSES, &[]);
+    let hits = value(minute, counters::JWT_CACHE_HITS, &[]);
+    let misses = value(minute, counters::JWT_CACHE_MISSES, &[]);
     let checks = hits + misses;
-    let mut validations: Vec<Count> = sampler::series(minute, sampler::JWT_VALIDATIONS)
+    let mut validations: Vec<Count> = sampler::series(minute, counters::JWT_VALIDATIONS)
         .filter(|(_, n)| *n > 0)
         .map(|(series, count)| Count {
             name: sampler::label(series, "result")
@@ -274,7 +289,7 @@ fn store(snapshot: &Snapshot, minute: &Totals) -> StoreReport {
         kind,
         healthy,
         fallback: !healthy,
-        errors_last_minute: value(minute, sampler::STORE_ERRORS, &[]),
+        errors_last_minute: value(minute, counters::STORE_ERRORS, &[]),
     }
 }
 
@@ -292,7 +307,7 @@ fn suspicious(snapshot: &Snapshot, totals: &Totals, minute: &Totals) -> Suspicio
             let count = |t: &Totals, action: &str| {
                 value(
                     t,
-                    sampler::SUSPICIOUS,
+                    counters::SUSPICIOUS,
                     &[("rule", rule), ("action", action)],
                 )
             };

@@ -1,6 +1,7 @@
-//! Which window slot a route writes to. The windows are process-wide (in `State`, so a reload
-//! keeps a route's last 15 minutes); a snapshot only holds each route's slot number, resolved
-//! when it is built, so the request path indexes an array and never looks a name up.
+//! Which window slot a route writes to. The windows are process-wide (in
+//! [`Status`](crate::Status), so a reload keeps a route's last 15 minutes); a snapshot only
+//! holds each route's slot number, resolved when it is built, so the request path indexes an
+//! array and never looks a name up.
 //!
 //! A route keeps its slot across reloads as long as its name stays; a new name takes the
 //! lowest slot no route of the previous or the new configuration holds. A slot that passes to
@@ -12,7 +13,7 @@ pub const MAX_ROUTES: usize = 64;
 
 /// A window slot: 0 holds the requests that matched no route, 1..=MAX_ROUTES the routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Slot(pub(super) u16);
+pub struct Slot(pub(crate) u16);
 
 impl Slot {
     /// Requests refused before a route matched (the intake, `no_route`, bad hosts).
@@ -20,9 +21,14 @@ impl Slot {
     /// A route beyond [`MAX_ROUTES`]: counted nowhere.
     pub const UNTRACKED: Slot = Slot(u16::MAX);
 
-    pub(super) fn index(self) -> Option<usize> {
+    pub(crate) fn index(self) -> Option<usize> {
         let i = usize::from(self.0);
         (i <= MAX_ROUTES).then_some(i)
+    }
+
+    /// Whether the slot has windows (every slot but [`Slot::UNTRACKED`]).
+    pub fn tracked(self) -> bool {
+        self.index().is_some()
     }
 }
 

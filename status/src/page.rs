@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::json::*;
+use crate::json::*;
 
 pub const SCRIPT: &str = include_str!("assets/status.js");
 pub const STYLE: &str = include_str!("assets/status.css");

@@ -2,7 +2,7 @@
 //! docs/reference.md ("Status page"); CONTRACT.md names the fields every version keeps.
 //!
 //! Every string here is a name from the configuration, an address, a key id, a time, a count
-//! or an error text with its quoted values cut out (see [`super::redact`]): the model has no
+//! or an error text with its quoted values cut out (see [`crate::redact`]): the model has no
 //! place for a header, a token, a secret or a URL, so none can leak into it.
 
 use serde::Serialize;
@@ -264,15 +264,4 @@ pub struct Ban {
     pub client: String,
     pub expires_at: String,
     pub expires_in_seconds: u64,
-}
-
-impl Report {
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut out = crate::json_line::to_vec(self).unwrap_or_else(|e| {
-            log::error!("encoding the status failed: {e}");
-            b"{}".to_vec()
-        });
-        out.push(b'\n');
-        out
-    }
 }
