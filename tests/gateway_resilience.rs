@@ -48,17 +48,19 @@ impl Scripted {
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
                 // A streamed (chunked) body: read every chunk, so the answer never races it.
-                while chunked {
-                    let mut size_line = String::new();
-                    if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
-                        break;
+                if chunked {
+                    loop {
+                        let mut size_line = String::new();
+                        if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
+                        let mut chunk = vec![0; size + 2];
+                        if reader.read_exact(&mut chunk).is_err() || size == 0 {
+                            break;
+                        }
+                        body.extend_from_slice(&chunk[..size]);
                     }
-                    let size = usize::from_str_radix(size_line.trim(), 16).unwrap_or(0);
-                    let mut chunk = vec![0; size + 2];
-                    if reader.read_exact(&mut chunk).is_err() || size == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..size]);
                 }
                 let method = request_line.split(' ').next().unwrap_or("").to_string();
                 log.lock().unwrap().push((method, body));
