@@ -54,6 +54,16 @@ impl Response {
             .and_then(|v| v.as_str())
             .map(str::to_string)
     }
+
+    /// Every header the echo backend received, in order, as (name, value): repeated and
+    /// oddly spelled names included. Empty for an answer that is not the echo backend's.
+    pub fn echoed_list(&self) -> Vec<(String, String)> {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        self.json()["header_list"]
+            .as_array()
+            .map(|list| list.iter().map(|p| (text(&p[0]), text(&p[1]))).collect())
+            .unwrap_or_default()
+    }
 }
 
 pub fn request(
