@@ -17,6 +17,7 @@ mod cached;
 mod client;
 mod collector;
 mod gateway;
+mod hardening;
 mod origin;
 mod pebble;
 mod recorder;
@@ -38,6 +39,8 @@ pub use client::*;
 pub use collector::*;
 #[allow(unused_imports)]
 pub use gateway::*;
+#[allow(unused_imports)]
+pub use hardening::*;
 #[allow(unused_imports)]
 pub use origin::*;
 #[allow(unused_imports)]
