@@ -555,7 +555,8 @@ async fn bounds(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), Rejection> {
-    let server = &ctx.snapshot.config.server.bounds;
+    let snapshot = ctx.snapshot.clone();
+    let server = &snapshot.config.server.bounds;
     let bucket = portcullis_routing::client_ip::bucket(ctx.client.ip, server.ipv6_prefix);
     match state
         .bounds
@@ -568,14 +569,13 @@ async fn bounds(
     let Some(route) = ctx.target.route.clone() else {
         return Ok(());
     };
-    let snapshot = ctx.snapshot.clone();
     crate::bounds::body::admit(
         &state.bounds.buffers,
         &state.metrics.buffered_body_bytes,
         session,
         &route.bounds,
         ctx.started,
-        &snapshot.config.server.bounds,
+        server,
         &mut ctx.bounds,
     )
     .await

@@ -61,7 +61,7 @@ async fn check_pool(state: &Arc<State>, pool: &Arc<UpstreamPool>) {
         let host = if pool.config.tls {
             pool.config.sni.clone()
         } else {
-            slot.peer.to_string()
+            slot.label.clone()
         };
         if req.insert_header("host", host).is_err()
             || req
@@ -133,7 +133,7 @@ fn record(
             "peer_health",
             json_fields([
                 ("upstream", pool.name().into()),
-                ("peer", slot.peer.to_string().into()),
+                ("peer", slot.label.clone().into()),
                 ("status", status.into()),
             ]),
         );

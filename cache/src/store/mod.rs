@@ -207,18 +207,23 @@ impl Store {
         }
     }
 
+    /// Removes `keys` under the index lock already held; the count removed.
+    fn remove_all(&self, index: &mut Index, keys: Vec<u128>) -> usize {
+        let purged = keys
+            .into_iter()
+            .filter(|k| self.remove_locked(index, *k))
+            .count();
+        self.gauge
+            .set(self.stored_bytes.load(Ordering::Relaxed) as i64);
+        purged
+    }
+
     /// Removes every object stored for exactly this path (every host, query and variant).
     pub fn purge_path(&self, path: &str) -> usize {
         self.purge_fills(|p| p == path);
         let mut index = self.index();
         let keys = index.by_path.get(path).cloned().unwrap_or_default();
-        let purged = keys
-            .into_iter()
-            .filter(|k| self.remove_locked(&mut index, *k))
-            .count();
-        self.gauge
-            .set(self.stored_bytes.load(Ordering::Relaxed) as i64);
-        purged
+        self.remove_all(&mut index, keys)
     }
 
     /// Removes every object whose path starts with `prefix`.
@@ -234,13 +239,7 @@ impl Store {
             .take_while(|(path, _)| path.starts_with(prefix))
             .flat_map(|(_, keys)| keys.iter().copied())
             .collect();
-        let purged = keys
-            .into_iter()
-            .filter(|k| self.remove_locked(&mut index, *k))
-            .count();
-        self.gauge
-            .set(self.stored_bytes.load(Ordering::Relaxed) as i64);
-        purged
+        self.remove_all(&mut index, keys)
     }
 
     /// Reserves `bytes` of the fill budget; false when it is spent.

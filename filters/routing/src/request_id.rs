@@ -22,12 +22,10 @@ pub fn generate() -> String {
 
 fn hex(n: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits: Vec<u8> = (0..32)
+    (0..32)
         .rev()
-        .map(|i| HEX[((n >> (i * 4)) & 0xf) as usize])
-        .collect();
-    // Every byte is an ASCII hex digit.
-    String::from_utf8(digits).unwrap_or_default()
+        .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -225,7 +225,7 @@ fn upstreams(status: &Status, snapshot: &Snapshot, minute: &Totals) -> Vec<Upstr
                 .peers
                 .iter()
                 .map(|slot| PeerReport {
-                    address: slot.peer.to_string(),
+                    address: slot.label.clone(),
                     healthy: slot.healthy.load(std::sync::atomic::Ordering::Relaxed),
                     resolved: slot.addr.is_some(),
                 })
